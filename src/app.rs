@@ -1,0 +1,145 @@
+//! Wires the parts together for `gatehouse serve`, and choreographs graceful shutdown:
+//! readiness drops, listeners stop accepting, open connections get a bounded drain, then exit.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::certs::{self, CertPaths};
+use crate::config::{ServeConfig, TlsSource};
+use crate::health::Readiness;
+use crate::http::{
+    self,
+    admin::AdminState,
+    listener::{ClientAddr, TlsListener},
+    observe::HttpMetrics,
+};
+use crate::metrics::Metrics;
+use crate::store::{SqliteStore, Store};
+
+/// How long open connections may take to finish once shutdown begins.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the gateway until `shutdown` resolves, then drains and returns.
+pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let readiness = Arc::new(Readiness::default());
+
+    let data_dir = config.data_dir.clone();
+    let store: Arc<dyn Store> = Arc::new(
+        tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir))
+            .await?
+            .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?,
+    );
+    readiness.store_opened();
+
+    let tls = tls_config(&config)?;
+
+    let public_tcp = bind(config.listen, "--listen").await?;
+    let admin_tcp = bind(config.admin_listen, "--admin-listen").await?;
+    let public_addr = public_tcp.local_addr()?;
+    let admin_addr = admin_tcp.local_addr()?;
+
+    let mut http_metrics = None;
+    let metrics = Metrics::build(|registry| http_metrics = Some(Arc::new(HttpMetrics::register(registry))));
+    let http_metrics = http_metrics.context("HTTP metrics were not registered")?;
+
+    // Two stop signals, because the admin listener must keep answering `/readyz` with 503
+    // while the public side drains.
+    let public_stop = CancellationToken::new();
+    let admin_stop = CancellationToken::new();
+    let connections = TaskTracker::new();
+
+    let admin_router = http::admin::router(
+        AdminState { readiness: readiness.clone(), store: store.clone(), metrics: metrics.clone() },
+        http_metrics.clone(),
+    );
+    let admin_server = tokio::spawn(
+        axum::serve(admin_tcp, admin_router).with_graceful_shutdown(admin_stop.clone().cancelled_owned()).into_future(),
+    );
+
+    let tls_listener = TlsListener::spawn(public_tcp, tls, connections.clone(), public_stop.clone())?;
+    let public_router = http::public_router(http_metrics);
+    let public_server = tokio::spawn(
+        axum::serve(tls_listener, public_router.into_make_service_with_connect_info::<ClientAddr>())
+            .with_graceful_shutdown(public_stop.clone().cancelled_owned())
+            .into_future(),
+    );
+
+    readiness.listeners_bound();
+    tracing::info!(listener = "https", addr = %public_addr, "listening");
+    tracing::info!(listener = "admin", addr = %admin_addr, "listening");
+    println!("Gatehouse is running. Open {}", browser_url(public_addr));
+
+    shutdown.await;
+    tracing::info!("shutdown requested; draining open connections");
+    readiness.begin_shutdown();
+    public_stop.cancel();
+    connections.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, connections.wait()).await.is_err() {
+        tracing::warn!(open = connections.len(), "drain timed out; closing the remaining connections");
+    }
+    // Hyper may still be finishing a response on a connection that just closed; it has no
+    // more work worth waiting for after the drain.
+    public_server.abort();
+    admin_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(1), admin_server).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn tls_config(config: &ServeConfig) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let paths = match &config.tls {
+        TlsSource::Files { cert, key } => CertPaths { cert: cert.clone(), key: key.clone() },
+        TlsSource::Development => {
+            let (paths, generated) = certs::ensure_development(&config.certs_dir, &config.hostnames)
+                .context("cannot prepare the development certificates")?;
+            if generated {
+                tracing::info!(
+                    ca = %config.certs_dir.join(certs::CA_CERT_FILE).display(),
+                    "generated a development CA and server certificate; trust the CA in your browser (see certs/README.md)"
+                );
+            }
+            paths
+        }
+    };
+    certs::server_config(&paths).with_context(|| format!("cannot use the TLS certificate {}", paths.cert.display()))
+}
+
+async fn bind(addr: SocketAddr, setting: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} ({setting})"))
+}
+
+/// The address a person on this machine should open: wildcard binds are reached as `localhost`.
+fn browser_url(addr: SocketAddr) -> String {
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() || ip.is_loopback() => "localhost".to_owned(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        IpAddr::V4(ip) => ip.to_string(),
+    };
+    format!("https://{host}:{}/", addr.port())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,290 @@
+//! The one place that reads settings: command-line flags, `GATEHOUSE_*` environment variables and an optional TOML file.
+//!
+//! Precedence is flag > environment > file > built-in default. clap resolves the first two;
+//! the file fills whatever they left unset; [`ServeConfig::resolve`] applies the defaults and
+//! checks the combination, naming the offending setting on failure.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+pub const DEFAULT_DATA_DIR: &str = "./data";
+pub const DEFAULT_CERTS_DIR: &str = "./certs";
+
+/// Gatehouse: a secure video gateway for clinical consultations between prison rooms and hospitals.
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway: HTTPS, signalling and the admin listener.
+    Serve(Box<ServeArgs>),
+    /// Manage the gateway's TLS certificates.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// (Re)generate the development CA and server certificate in the certificates folder.
+    Dev(CertsDevArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CertsDevArgs {
+    /// Folder for the development CA and server certificate.
+    #[arg(long, env = "GATEHOUSE_CERTS_DIR", default_value = DEFAULT_CERTS_DIR, value_name = "DIR")]
+    pub certs_dir: PathBuf,
+    /// Extra DNS name or IP address for the server certificate (repeatable).
+    #[arg(long = "hostname", env = "GATEHOUSE_HOSTNAMES", value_delimiter = ',', value_name = "NAME")]
+    pub hostnames: Vec<String>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Settings for `gatehouse serve`. Every field is optional here so that the layers can be merged;
+/// the defaults live in [`ServeConfig::resolve`] and are shown in `--help`.
+#[derive(Debug, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeSettings {
+    /// Public HTTPS listener address [default: 0.0.0.0:8443].
+    #[arg(long, env = "GATEHOUSE_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Admin listener (plain HTTP: /healthz, /readyz, /metrics); keep it on loopback
+    /// [default: 127.0.0.1:9090].
+    #[arg(long, env = "GATEHOUSE_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Folder for the database and keys; created on first run [default: ./data].
+    #[arg(long, env = "GATEHOUSE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Folder for the self-generated development CA and server certificate [default: ./certs].
+    #[arg(long, env = "GATEHOUSE_CERTS_DIR", value_name = "DIR")]
+    pub certs_dir: Option<PathBuf>,
+    /// PEM certificate chain to serve instead of the development certificate (needs --tls-key).
+    #[arg(long, env = "GATEHOUSE_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key matching --tls-cert.
+    #[arg(long, env = "GATEHOUSE_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Extra DNS name or IP address for the development certificate and printed URLs
+    /// (repeatable; comma-separated in the environment).
+    #[arg(long = "hostname", env = "GATEHOUSE_HOSTNAMES", value_delimiter = ',', value_name = "NAME")]
+    #[serde(default, rename = "hostnames")]
+    pub hostnames: Vec<String>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "GATEHOUSE_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Log filter in tracing's EnvFilter syntax, e.g. "info" or "gatehouse=debug" [default: info].
+    #[arg(long, env = "GATEHOUSE_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Optional TOML file with the same settings (kebab-case keys); flags and environment win.
+    #[arg(long, env = "GATEHOUSE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: ServeSettings,
+}
+
+/// The resolved, checked settings the gateway runs with.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub certs_dir: PathBuf,
+    pub tls: TlsSource,
+    pub hostnames: Vec<String>,
+    pub log_format: LogFormat,
+    pub log: String,
+}
+
+/// Where the HTTPS certificate comes from.
+#[derive(Debug, Clone)]
+pub enum TlsSource {
+    /// Generate (once) and reuse a development CA and server certificate in `certs_dir`.
+    Development,
+    /// Operator-provided PEM files.
+    Files { cert: PathBuf, key: PathBuf },
+}
+
+/// A setting that cannot be used, with the setting's name so the operator knows what to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {setting}: {problem}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self { setting: setting.into(), problem: problem.into() }
+    }
+}
+
+impl ServeConfig {
+    /// Merges flags and environment (already in `args`) over the file, then the defaults.
+    pub fn resolve(args: ServeArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => ServeSettings::default(),
+        };
+        let s = args.settings;
+        let listen = s.listen.or(file.listen).unwrap_or_else(|| parse_default(DEFAULT_LISTEN));
+        let admin_listen = s.admin_listen.or(file.admin_listen).unwrap_or_else(|| parse_default(DEFAULT_ADMIN_LISTEN));
+        let tls = match (s.tls_cert.or(file.tls_cert), s.tls_key.or(file.tls_key)) {
+            (None, None) => TlsSource::Development,
+            (Some(cert), Some(key)) => TlsSource::Files { cert, key },
+            (Some(_), None) => return Err(ConfigError::new("--tls-key", "is required when --tls-cert is given")),
+            (None, Some(_)) => return Err(ConfigError::new("--tls-cert", "is required when --tls-key is given")),
+        };
+        let log = s.log.or(file.log).unwrap_or_else(|| "info".to_owned());
+        if let Err(e) = log.parse::<tracing_subscriber::EnvFilter>() {
+            return Err(ConfigError::new("--log", format!("{log:?} is not a valid log filter: {e}")));
+        }
+        let config = Self {
+            listen,
+            admin_listen,
+            data_dir: s.data_dir.or(file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            certs_dir: s.certs_dir.or(file.certs_dir).unwrap_or_else(|| DEFAULT_CERTS_DIR.into()),
+            tls,
+            hostnames: if s.hostnames.is_empty() { file.hostnames } else { s.hostnames },
+            log_format: s.log_format.or(file.log_format).unwrap_or_default(),
+            log,
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.listen.port() != 0 && self.listen == self.admin_listen {
+            return Err(ConfigError::new("--admin-listen", "must differ from --listen"));
+        }
+        for name in &self.hostnames {
+            if name.is_empty() || name.len() > 253 || name.chars().any(|c| c.is_whitespace() || c == '/') {
+                return Err(ConfigError::new("--hostname", format!("{name:?} is not a host name or IP address")));
+            }
+        }
+        if let TlsSource::Files { cert, key } = &self.tls {
+            for (setting, path) in [("--tls-cert", cert), ("--tls-key", key)] {
+                if !path.is_file() {
+                    return Err(ConfigError::new(
+                        setting,
+                        format!("{} does not exist or is not a file", path.display()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_file(path: &Path) -> Result<ServeSettings, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new("--config", format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| {
+        // toml's message names the key and line; keep it on one line.
+        let message = e.message().replace('\n', " ");
+        let place =
+            e.span().map(|span| format!(" (line {})", text[..span.start].lines().count().max(1))).unwrap_or_default();
+        ConfigError::new(format!("in {}{place}", path.display()), message)
+    })
+}
+
+fn parse_default(addr: &str) -> SocketAddr {
+    // The defaults are literals above; a failure here is a programming error caught by tests.
+    addr.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+/// One line describing a command-line error. clap names the flag even when the bad value came
+/// from the environment; then the variable is named too, so the operator looks in the right place.
+pub fn describe_parse_error(error: &clap::Error, argv: &[String]) -> String {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue};
+    let text = error.to_string();
+    let line = text.lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned();
+    let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else {
+        return line;
+    };
+    let flag = arg.split_whitespace().next().unwrap_or_default();
+    let given_as_flag = argv.iter().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    let env = Cli::command()
+        .get_subcommands()
+        .flat_map(|sub| sub.get_arguments().cloned().collect::<Vec<_>>())
+        .find(|a| a.get_long().is_some_and(|long| flag == format!("--{long}")))
+        .and_then(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()));
+    match env {
+        Some(env) if !given_as_flag && std::env::var_os(&env).is_some() => format!("{line} (set by {env})"),
+        _ => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<ServeConfig, ConfigError> {
+        let mut argv = vec!["gatehouse", "serve"];
+        argv.extend_from_slice(args);
+        let Command::Serve(serve) = Cli::try_parse_from(argv).expect("parses").command else {
+            panic!("not serve");
+        };
+        ServeConfig::resolve(*serve)
+    }
+
+    #[test]
+    fn defaults_parse() {
+        assert_eq!(parse_default(DEFAULT_LISTEN).port(), 8443);
+        assert_eq!(parse_default(DEFAULT_ADMIN_LISTEN).port(), 9090);
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert!(matches!(c.tls, TlsSource::Development));
+    }
+
+    #[test]
+    fn flag_beats_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("g.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:7000\"\nadmin-listen = \"127.0.0.1:7001\"\n").unwrap();
+        let f = file.to_str().unwrap();
+        let c = parse(&["--config", f]).unwrap();
+        assert_eq!(c.listen.port(), 7000);
+        assert_eq!(c.admin_listen.port(), 7001);
+        let c = parse(&["--config", f, "--listen", "127.0.0.1:7002"]).unwrap();
+        assert_eq!(c.listen.port(), 7002);
+    }
+
+    #[test]
+    fn unknown_file_key_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("g.toml");
+        std::fs::write(&file, "lisen = \"127.0.0.1:7000\"\n").unwrap();
+        let e = parse(&["--config", file.to_str().unwrap()]).unwrap_err();
+        assert!(e.to_string().contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn half_tls_pair_is_refused() {
+        let e = parse(&["--tls-cert", "/nonexistent"]).unwrap_err();
+        assert_eq!(e.setting, "--tls-key");
+    }
+}

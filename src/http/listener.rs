@@ -1,0 +1,159 @@
+//! The public TLS listener: accepts TCP, completes the rustls handshake off the accept loop, and
+//! hands finished connections to axum. Every connection holds a drain token until it closes, so
+//! shutdown can wait for open connections, upgraded WebSockets included.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
+
+/// A client that has not finished its handshake by then is dropped; it holds memory and a slot.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bounds the memory that unauthenticated, half-open connections can take.
+const MAX_CONCURRENT_HANDSHAKES: usize = 1024;
+
+/// A listener axum can serve from, yielding TLS connections that completed their handshake.
+pub struct TlsListener {
+    incoming: mpsc::Receiver<(TrackedStream, SocketAddr)>,
+    local_addr: SocketAddr,
+}
+
+impl TlsListener {
+    /// Starts accepting on `tcp` until `shutdown` fires. Every accepted connection, from its first
+    /// byte to its close, counts as open work on `connections`.
+    pub fn spawn(
+        tcp: TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+        connections: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> io::Result<Self> {
+        let local_addr = tcp.local_addr()?;
+        // A small queue: back-pressure belongs in the kernel's accept queue, not here.
+        let (tx, incoming) = mpsc::channel(64);
+        tokio::spawn(accept_loop(tcp, TlsAcceptor::from(tls), connections, shutdown, tx));
+        Ok(Self { incoming, local_addr })
+    }
+}
+
+async fn accept_loop(
+    tcp: TcpListener,
+    acceptor: TlsAcceptor,
+    connections: TaskTracker,
+    shutdown: CancellationToken,
+    tx: mpsc::Sender<(TrackedStream, SocketAddr)>,
+) {
+    let handshakes = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
+    loop {
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => return,
+            permit = handshakes.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = tcp.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Usually EMFILE: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let token = connections.token();
+        let acceptor = acceptor.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => {
+                    drop(permit);
+                    // If the server has stopped taking connections, this one is simply closed.
+                    let _ = tx.send((TrackedStream { inner: tls, _open: token }, peer)).await;
+                }
+                // Failed handshakes are routine (scanners, plain HTTP, old TLS versions): debug only.
+                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TrackedStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.incoming.recv().await {
+            Some(conn) => conn,
+            // The accept loop has stopped for shutdown; axum stops calling us at the same time.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(self.local_addr)
+    }
+}
+
+/// A TLS connection that keeps the drain token alive for exactly as long as it is open.
+pub struct TrackedStream {
+    inner: TlsStream<TcpStream>,
+    _open: TaskTrackerToken,
+}
+
+impl AsyncRead for TrackedStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TrackedStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// The client's own address, as seen on the accepted TCP connection. Handlers read it through
+/// `ConnectInfo<ClientAddr>`; it is recorded only for the client's own audit records.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for ClientAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}

@@ -1,0 +1,10 @@
+//! Gatehouse: a secure video gateway for clinical consultations between prison rooms and hospital consultants.
+
+pub mod app;
+pub mod certs;
+pub mod config;
+pub mod health;
+pub mod http;
+pub mod metrics;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,27 @@
+//! Persistence behind traits: callers depend on these traits, never on SQLite, so that a
+//! PostgreSQL store can be added later without reshaping them.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// Why the store could not do what was asked. Messages say what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the data folder {path}: {source}")]
+    DataDir { path: std::path::PathBuf, source: std::io::Error },
+    #[error(
+        "the database was written by a newer Gatehouse (schema version {found}, this build knows up to {known}); run the newer version or restore a backup"
+    )]
+    TooNew { found: u32, known: u32 },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// What every store offers, whatever its engine.
+pub trait Store: Send + Sync + 'static {
+    /// Answers only when the store can serve reads and writes; readiness depends on it.
+    fn check(&self) -> Result<(), StoreError>;
+    /// The schema version the store is migrated to.
+    fn schema_version(&self) -> Result<u32, StoreError>;
+}

@@ -1,0 +1,4 @@
+//! The integration tests: each drives the real `gatehouse` binary on port 0 through its real boundaries.
+
+mod foundation;
+mod support;

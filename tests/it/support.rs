@@ -1,0 +1,218 @@
+//! Test harness: starts the real `gatehouse` binary on port 0 in a temporary folder, learns its
+//! addresses from its JSON log lines, and speaks HTTPS to it with a rustls client that trusts
+//! only the generated development CA.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+use tempfile::TempDir;
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_gatehouse");
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running gateway process and the folder it keeps its state in.
+pub struct Gateway {
+    child: Child,
+    pub dir: PathBuf,
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+    /// Every line the gateway wrote to standard error so far.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Gateway {
+    /// Starts a gateway in a fresh temporary folder.
+    pub fn start() -> (Self, TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        (Self::start_in(dir.path(), &[]), dir)
+    }
+
+    /// Starts a gateway whose data and certificate folders live under `dir`.
+    pub fn start_in(dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(BINARY)
+            .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-format", "json"])
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--certs-dir")
+            .arg(dir.join("certs"))
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start gatehouse");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && v["message"] == "listening"
+                {
+                    let _ = tx.send((v["listener"].as_str().unwrap_or_default().to_owned(), v["addr"].clone()));
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let (mut public, mut admin) = (None, None);
+        let deadline = Instant::now() + START_TIMEOUT;
+        while public.is_none() || admin.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (listener, addr) = rx.recv_timeout(left).unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("gatehouse did not start; log:\n{}", log.lock().unwrap().join("\n"))
+            });
+            let addr: SocketAddr = addr.as_str().unwrap().parse().unwrap();
+            match listener.as_str() {
+                "https" => public = Some(addr),
+                "admin" => admin = Some(addr),
+                other => panic!("unknown listener {other}"),
+            }
+        }
+        Self { child, dir: dir.to_owned(), public: public.unwrap(), admin: admin.unwrap(), log }
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join("certs").join("ca.pem")
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn terminate(&self) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::Signal::SIGTERM).unwrap();
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// GET on the admin listener, over plain HTTP.
+    pub fn admin_get(&self, path: &str) -> Response {
+        let mut stream = TcpStream::connect(self.admin).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").unwrap();
+        Response::read(&mut stream)
+    }
+
+    /// GET on the public listener over TLS with the given protocol version.
+    pub fn https_get(
+        &self,
+        path: &str,
+        version: &'static rustls::SupportedProtocolVersion,
+    ) -> (Response, rustls::ProtocolVersion) {
+        https_get(self.public, &self.ca_path(), path, version)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed HTTP/1.1 response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    fn read(stream: &mut impl Read) -> Self {
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw);
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP response: {text:?}"));
+        let mut lines = head.lines();
+        let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect::<Vec<_>>();
+        let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+        let body = if chunked { dechunk(body) } else { body.to_owned() };
+        Self { status, headers, body }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// A rustls client configuration that trusts only the CA at `ca`.
+pub fn client_config(ca: &Path, version: &'static rustls::SupportedProtocolVersion) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in gatehouse::certs::load_certs(ca).unwrap() {
+        roots.add(cert).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+pub fn https_get(
+    addr: SocketAddr,
+    ca: &Path,
+    path: &str,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> (Response, rustls::ProtocolVersion) {
+    let config = client_config(ca, version);
+    let mut conn = rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    write!(tls, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let response = Response::read(&mut tls);
+    let version = conn.protocol_version().unwrap();
+    (response, version)
+}
+
+/// Runs `gatehouse` with `args` to completion, returning its exit code and standard error.
+pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(BINARY).args(args).envs(env.iter().copied()).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
