@@ -1,6 +1,7 @@
 //! Gatehouse: a secure video gateway for clinical consultations between prison rooms and hospital consultants.
 
 pub mod app;
+pub mod audit;
 pub mod certs;
 pub mod config;
 pub mod health;

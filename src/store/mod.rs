@@ -1,8 +1,10 @@
 //! Persistence behind traits: callers depend on these traits, never on SQLite, so that a
 //! PostgreSQL store can be added later without reshaping them.
 
+mod audit;
 mod sqlite;
 
+pub use audit::{AuditQuery, AuditStore, Batch, RecordIndex, SqliteAuditStore, StoredCheckpoint, StoredRecord, Tail};
 pub use sqlite::SqliteStore;
 
 /// Why the store could not do what was asked. Messages say what to do about it.
@@ -14,6 +16,8 @@ pub enum StoreError {
         "the database was written by a newer Gatehouse (schema version {found}, this build knows up to {known}); run the newer version or restore a backup"
     )]
     TooNew { found: u32, known: u32 },
+    #[error("the write was refused: {0}")]
+    Rejected(String),
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
 }

@@ -11,7 +11,7 @@ pub const DATABASE_FILE: &str = "gatehouse.db";
 
 /// Migrations in order; the schema version is the number of migrations applied. Never edit a
 /// released one: add a new one, so every data folder follows the same path.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql"), include_str!("migrations/0002_audit.sql")];
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -63,7 +63,7 @@ impl Store for SqliteStore {
     }
 }
 
-fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     // WAL lets readers run beside the writer; FULL makes every commit durable before it returns,
     // which the audit log's "acknowledged means committed" promise needs.
