@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::audit::{Actor, AuditLog, Code, Details, Event, EventKind};
 use crate::certs::{self, CertPaths};
 use crate::config::{ServeConfig, TlsSource};
 use crate::health::Readiness;
@@ -36,6 +37,14 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> a
             .await?
             .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?,
     );
+    let audit = {
+        let (db, data_dir) = (store.database_path().to_owned(), config.data_dir.clone());
+        tokio::task::spawn_blocking(move || AuditLog::open(&db, &data_dir))
+            .await?
+            .context("cannot open the audit log")?
+    };
+    // No audit, no service: a gateway that cannot record its own start does not start.
+    audit.append(version_event(EventKind::GatewayStarted)).await.context("cannot write to the audit log")?;
     readiness.store_opened();
 
     let tls = tls_config(&config)?;
@@ -56,7 +65,12 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> a
     let connections = TaskTracker::new();
 
     let admin_router = http::admin::router(
-        AdminState { readiness: readiness.clone(), store: store.clone(), metrics: metrics.clone() },
+        AdminState {
+            readiness: readiness.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            audit: audit.clone(),
+        },
         http_metrics.clone(),
     );
     let admin_server = tokio::spawn(
@@ -64,7 +78,10 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> a
     );
 
     let tls_listener = TlsListener::spawn(public_tcp, tls, connections.clone(), public_stop.clone())?;
-    let public_router = http::public_router(http_metrics);
+    let public_router =
+        http::public_router(http_metrics, http::audit_api::AuditApi { audit: audit.clone(), store: store.clone() });
+    let checkpoints_stop = CancellationToken::new();
+    let checkpoints = tokio::spawn(audit.clone().run_checkpoints(checkpoints_stop.clone()));
     let public_server = tokio::spawn(
         axum::serve(tls_listener, public_router.into_make_service_with_connect_info::<ClientAddr>())
             .with_graceful_shutdown(public_stop.clone().cancelled_owned())
@@ -87,10 +104,24 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> a
     // Hyper may still be finishing a response on a connection that just closed; it has no
     // more work worth waiting for after the drain.
     public_server.abort();
+    checkpoints_stop.cancel();
+    let _ = checkpoints.await;
+    if let Err(e) = audit.append(version_event(EventKind::GatewayStopped)).await {
+        tracing::error!(error = %e, "cannot record the gateway's stop in the audit log");
+    }
+    match audit.checkpoint().await {
+        Ok(size) => tracing::info!(tree_size = size, "signed the final audit checkpoint"),
+        Err(e) => tracing::error!(error = %e, "cannot sign the final audit checkpoint"),
+    }
     admin_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(1), admin_server).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn version_event(kind: EventKind) -> Event {
+    let version = Code::new(env!("CARGO_PKG_VERSION")).ok();
+    Event::new(kind, Actor::System).with_details(Details { version, ..Details::default() })
 }
 
 fn tls_config(config: &ServeConfig) -> anyhow::Result<Arc<rustls::ServerConfig>> {

@@ -30,6 +30,73 @@ pub enum Command {
     /// Manage the gateway's TLS certificates.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Verify, export and inspect the audit log; manage its signing key and API tokens.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute every hash, the Merkle tree and every checkpoint signature.
+    ///
+    /// Exit codes: 0 verified; 3 a record was modified; 4 a record is missing or was inserted;
+    /// 5 records were reordered; 6 the log was truncated; 7 a checkpoint's signature is bad or a
+    /// checkpoint was removed or swapped; 8 the log is inconsistent with the pinned checkpoint;
+    /// 1 verification could not run.
+    Verify(AuditVerifyArgs),
+    /// Print the latest signed checkpoint, to keep and later pass as --pin.
+    Checkpoint(DataDirArg),
+    /// Print the verifier (public) key that checkpoints are signed with.
+    Key(DataDirArg),
+    /// Replace the signing key; checkpoints signed with the old key stay verifiable.
+    RotateKey(DataDirArg),
+    /// Export the audit log as JSON Lines, CSV or a FHIR R4 Bundle of AuditEvent resources.
+    Export(AuditExportArgs),
+    /// Issue a bearer token for the audit API; it is printed once and only its hash is kept.
+    Token(AuditTokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DataDirArg {
+    /// The gateway's data folder.
+    #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// A checkpoint printed earlier by `gatehouse audit checkpoint`; the log must still contain its tree.
+    #[arg(long, value_name = "FILE")]
+    pub pin: Option<PathBuf>,
+    /// Also trust this verifier key (repeatable), e.g. one kept outside the gateway.
+    #[arg(long = "key", value_name = "VKEY")]
+    pub keys: Vec<String>,
+    /// Verify a JSON Lines export instead of the data folder's log (needs --pin and --key).
+    #[arg(long, value_name = "FILE", requires = "pin")]
+    pub export: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditExportArgs {
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// jsonl (authoritative, verifiable), csv or fhir.
+    #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv", "fhir"])]
+    pub format: String,
+    /// Write to this file instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditTokenArgs {
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// A label saying who holds the token, e.g. "security-desk".
+    #[arg(long, value_name = "LABEL")]
+    pub label: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,7 +2,9 @@
 
 pub mod app;
 pub mod audit;
+pub mod auth;
 pub mod certs;
+pub mod commands;
 pub mod config;
 pub mod health;
 pub mod http;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use gatehouse::config::{self, CertsCommand, Cli, Command, ServeConfig};
-use gatehouse::{app, certs, telemetry};
+use gatehouse::{app, certs, commands, telemetry};
 
 /// Exit code for a setting that cannot be used; clap uses the same for bad flags.
 const EXIT_BAD_SETTING: u8 = 2;
@@ -43,24 +43,20 @@ fn main() -> ExitCode {
                     println!("  trust this CA in your browser: {}", args.certs_dir.join(certs::CA_CERT_FILE).display());
                     ExitCode::SUCCESS
                 }
-                Err(e) => fail(&e),
+                Err(e) => commands::fail(&e),
             }
         }
+        Command::Audit(command) => commands::audit(command),
     }
 }
 
 fn run_async(job: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
-        Err(e) => return fail(&e),
+        Err(e) => return commands::fail(&e),
     };
     match runtime.block_on(job) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&format!("{e:#}")),
+        Err(e) => commands::fail(&format!("{e:#}")),
     }
-}
-
-fn fail(e: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("gatehouse: {e}");
-    ExitCode::FAILURE
 }

@@ -15,9 +15,7 @@ const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
 /// Why a value has no canonical form here.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CanonicalError {
-    #[error(
-        "number {0} is not allowed: audit records may only hold integers between -(2^53 - 1) and 2^53 - 1"
-    )]
+    #[error("number {0} is not allowed: audit records may only hold integers between -(2^53 - 1) and 2^53 - 1")]
     UnsupportedNumber(String),
 }
 
@@ -153,25 +151,15 @@ mod tests {
             r#"{"peach":"This sorting order","péché":"is wrong according to French","pêche":"but canonicalization MUST","sin":"ignore locale"}"#
         );
         // No Unicode normalisation: A + combining ring stays two code points.
-        assert_eq!(
-            canon(r#"{"Unnormalized Unicode":"A\u030a"}"#).unwrap(),
-            "{\"Unnormalized Unicode\":\"A\u{30a}\"}"
-        );
-        assert_eq!(
-            canon(r#"[56, {"d": true, "10": null, "1": [ ]}]"#).unwrap(),
-            r#"[56,{"1":[],"10":null,"d":true}]"#
-        );
+        assert_eq!(canon(r#"{"Unnormalized Unicode":"A\u030a"}"#).unwrap(), "{\"Unnormalized Unicode\":\"A\u{30a}\"}");
+        assert_eq!(canon(r#"[56, {"d": true, "10": null, "1": [ ]}]"#).unwrap(), r#"[56,{"1":[],"10":null,"d":true}]"#);
     }
 
     #[test]
     fn floats_in_reference_data_are_refused() {
         // values.json and structures.json contain floats (e.g. 4.50, 56.0).
-        let values =
-            r#"{"numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001]}"#;
-        assert!(matches!(
-            canon(values),
-            Err(CanonicalError::UnsupportedNumber(_))
-        ));
+        let values = r#"{"numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001]}"#;
+        assert!(matches!(canon(values), Err(CanonicalError::UnsupportedNumber(_))));
         assert!(canon(r#"{"1": {"\n": 56.0}}"#).is_err());
     }
 
@@ -180,28 +168,15 @@ mod tests {
         assert_eq!(canon("9007199254740991").unwrap(), "9007199254740991");
         assert_eq!(canon("-9007199254740991").unwrap(), "-9007199254740991");
         assert_eq!(canon("0").unwrap(), "0");
-        for bad in [
-            "9007199254740992",
-            "-9007199254740992",
-            "18446744073709551615",
-            "1.5",
-            "-0",
-            "1e2",
-        ] {
-            assert!(
-                matches!(canon(bad), Err(CanonicalError::UnsupportedNumber(_))),
-                "{bad}"
-            );
+        for bad in ["9007199254740992", "-9007199254740992", "18446744073709551615", "1.5", "-0", "1e2"] {
+            assert!(matches!(canon(bad), Err(CanonicalError::UnsupportedNumber(_))), "{bad}");
         }
     }
 
     #[test]
     fn control_characters_and_specials() {
         let v = Value::String("\u{0}\u{8}\u{9}\u{b}\u{c}\u{1f} \u{7f}\u{2028}/".into());
-        assert_eq!(
-            to_canonical_string(&v).unwrap(),
-            "\"\\u0000\\b\\t\\u000b\\f\\u001f \u{7f}\u{2028}/\""
-        );
+        assert_eq!(to_canonical_string(&v).unwrap(), "\"\\u0000\\b\\t\\u000b\\f\\u001f \u{7f}\u{2028}/\"");
         assert_eq!(to_canonical_string(&Value::Null).unwrap(), "null");
     }
 
@@ -210,10 +185,7 @@ mod tests {
         // In UTF-8, U+FB33 (EF AC B3) sorts before U+1F602 (F0 9F 98 82);
         // in UTF-16, U+1F602 (D83D DE02) sorts before U+FB33.
         let v = serde_json::json!({"\u{fb33}": 1, "\u{1f602}": 2});
-        assert_eq!(
-            to_canonical_string(&v).unwrap(),
-            "{\"\u{1f602}\":2,\"\u{fb33}\":1}"
-        );
+        assert_eq!(to_canonical_string(&v).unwrap(), "{\"\u{1f602}\":2,\"\u{fb33}\":1}");
     }
 
     fn arb_json() -> impl Strategy<Value = Value> {

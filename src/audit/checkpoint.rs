@@ -75,9 +75,7 @@ impl Checkpoint {
 
     /// Parses a checkpoint body (the note text, without signatures).
     pub fn parse(body: &str) -> Result<Self, CheckpointError> {
-        let content = body
-            .strip_suffix('\n')
-            .ok_or(CheckpointError::MissingFinalNewline)?;
+        let content = body.strip_suffix('\n').ok_or(CheckpointError::MissingFinalNewline)?;
         let lines: Vec<&str> = content.split('\n').collect();
         let [origin, size, root, extensions @ ..] = lines.as_slice() else {
             // A body of "\n" splits into one empty line; report it as no lines.
@@ -116,20 +114,15 @@ fn parse_size(s: &str) -> Result<u64, CheckpointError> {
     if !canonical {
         return Err(CheckpointError::NonCanonicalSize(s.to_owned()));
     }
-    s.parse()
-        .map_err(|_| CheckpointError::SizeOverflow(s.to_owned()))
+    s.parse().map_err(|_| CheckpointError::SizeOverflow(s.to_owned()))
 }
 
 fn parse_root(s: &str) -> Result<Hash, CheckpointError> {
     // The STANDARD engine requires canonical padding and zero trailing bits,
     // so each hash has exactly one accepted encoding.
-    let bytes = STANDARD
-        .decode(s)
-        .map_err(|_| CheckpointError::RootNotBase64)?;
+    let bytes = STANDARD.decode(s).map_err(|_| CheckpointError::RootNotBase64)?;
     let len = bytes.len();
-    bytes
-        .try_into()
-        .map_err(|_| CheckpointError::RootWrongLength(len))
+    bytes.try_into().map_err(|_| CheckpointError::RootWrongLength(len))
 }
 
 #[cfg(test)]
@@ -138,18 +131,14 @@ mod tests {
 
     // The example checkpoint from https://c2sp.org/tlog-checkpoint
     // (github.com/C2SP/C2SP, tlog-checkpoint.md), without its signature line.
-    const SPEC_EXAMPLE: &str =
-        "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
+    const SPEC_EXAMPLE: &str = "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
 
     #[test]
     fn parses_spec_example() {
         let cp = Checkpoint::parse(SPEC_EXAMPLE).unwrap();
         assert_eq!(cp.origin, "example.com/behind-the-sofa");
         assert_eq!(cp.size, 20_852_163);
-        assert_eq!(
-            hex::encode(cp.root),
-            "0ac5186a91863e8e1d90c808014aa89bf5da8e3ee1d9f07630f0378f68f1ab62"
-        );
+        assert_eq!(hex::encode(cp.root), "0ac5186a91863e8e1d90c808014aa89bf5da8e3ee1d9f07630f0378f68f1ab62");
         assert!(cp.extensions.is_empty());
         assert_eq!(cp.to_body(), SPEC_EXAMPLE);
     }
@@ -164,10 +153,7 @@ mod tests {
         };
         cp.validate().unwrap();
         let body = cp.to_body();
-        assert_eq!(
-            body,
-            "gatehouse.example/audit\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\next one\n— two\n"
-        );
+        assert_eq!(body, "gatehouse.example/audit\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\next one\n— two\n");
         assert_eq!(Checkpoint::parse(&body).unwrap(), cp);
     }
 
@@ -181,69 +167,27 @@ mod tests {
     fn rejects_malformed_bodies() {
         let root = "CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=";
         let cases: Vec<(String, CheckpointError)> = vec![
-            (
-                format!("o\n1\n{root}"),
-                CheckpointError::MissingFinalNewline,
-            ),
+            (format!("o\n1\n{root}"), CheckpointError::MissingFinalNewline),
             ("".into(), CheckpointError::MissingFinalNewline),
             ("\n".into(), CheckpointError::TooFewLines { found: 0 }),
             ("o\n1\n".into(), CheckpointError::TooFewLines { found: 2 }),
-            (
-                format!("\n1\n{root}\n"),
-                CheckpointError::EmptyLine { line: 1 },
-            ),
-            (
-                format!("o\n1\n{root}\n\n"),
-                CheckpointError::EmptyLine { line: 4 },
-            ),
-            (
-                format!("o\n1\n{root}\next\n\nmore\n"),
-                CheckpointError::EmptyLine { line: 5 },
-            ),
-            (
-                format!("o\r\n1\n{root}\n"),
-                CheckpointError::NonPrintable { line: 1 },
-            ),
-            (
-                format!("o\u{7f}\n1\n{root}\n"),
-                CheckpointError::NonPrintable { line: 1 },
-            ),
-            (
-                format!("o\n1\n{root}\nbad\u{0}\n"),
-                CheckpointError::NonPrintable { line: 4 },
-            ),
-            (
-                format!("o\n01\n{root}\n"),
-                CheckpointError::NonCanonicalSize("01".into()),
-            ),
-            (
-                format!("o\n00\n{root}\n"),
-                CheckpointError::NonCanonicalSize("00".into()),
-            ),
-            (
-                format!("o\n+1\n{root}\n"),
-                CheckpointError::NonCanonicalSize("+1".into()),
-            ),
-            (
-                format!("o\n-1\n{root}\n"),
-                CheckpointError::NonCanonicalSize("-1".into()),
-            ),
-            (
-                format!("o\n 1\n{root}\n"),
-                CheckpointError::NonCanonicalSize(" 1".into()),
-            ),
-            (
-                format!("o\n1e3\n{root}\n"),
-                CheckpointError::NonCanonicalSize("1e3".into()),
-            ),
+            (format!("\n1\n{root}\n"), CheckpointError::EmptyLine { line: 1 }),
+            (format!("o\n1\n{root}\n\n"), CheckpointError::EmptyLine { line: 4 }),
+            (format!("o\n1\n{root}\next\n\nmore\n"), CheckpointError::EmptyLine { line: 5 }),
+            (format!("o\r\n1\n{root}\n"), CheckpointError::NonPrintable { line: 1 }),
+            (format!("o\u{7f}\n1\n{root}\n"), CheckpointError::NonPrintable { line: 1 }),
+            (format!("o\n1\n{root}\nbad\u{0}\n"), CheckpointError::NonPrintable { line: 4 }),
+            (format!("o\n01\n{root}\n"), CheckpointError::NonCanonicalSize("01".into())),
+            (format!("o\n00\n{root}\n"), CheckpointError::NonCanonicalSize("00".into())),
+            (format!("o\n+1\n{root}\n"), CheckpointError::NonCanonicalSize("+1".into())),
+            (format!("o\n-1\n{root}\n"), CheckpointError::NonCanonicalSize("-1".into())),
+            (format!("o\n 1\n{root}\n"), CheckpointError::NonCanonicalSize(" 1".into())),
+            (format!("o\n1e3\n{root}\n"), CheckpointError::NonCanonicalSize("1e3".into())),
             (
                 format!("o\n18446744073709551616\n{root}\n"),
                 CheckpointError::SizeOverflow("18446744073709551616".into()),
             ),
-            (
-                "o\n1\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I\n".into(),
-                CheckpointError::RootNotBase64,
-            ),
+            ("o\n1\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I\n".into(), CheckpointError::RootNotBase64),
             (
                 // URL-safe alphabet is not the standard one.
                 "o\n1\nCsUYapGGPo4dkMgIAUqom_Xajj7h2fB2MPA3j2jxq2I=\n".into(),
@@ -255,14 +199,8 @@ mod tests {
                 CheckpointError::RootNotBase64,
             ),
             (format!("o\n1\n {root}\n"), CheckpointError::RootNotBase64),
-            (
-                format!("o\n1\n{}\n", STANDARD.encode([1u8; 31])),
-                CheckpointError::RootWrongLength(31),
-            ),
-            (
-                format!("o\n1\n{}\n", STANDARD.encode([1u8; 33])),
-                CheckpointError::RootWrongLength(33),
-            ),
+            (format!("o\n1\n{}\n", STANDARD.encode([1u8; 31])), CheckpointError::RootWrongLength(31)),
+            (format!("o\n1\n{}\n", STANDARD.encode([1u8; 33])), CheckpointError::RootWrongLength(33)),
         ];
         for (body, want) in cases {
             assert_eq!(Checkpoint::parse(&body), Err(want), "body {body:?}");
@@ -273,10 +211,7 @@ mod tests {
     fn validate_rejects_fields_that_would_not_parse() {
         let mut cp = Checkpoint::parse(SPEC_EXAMPLE).unwrap();
         cp.origin = "two\nlines".into();
-        assert_eq!(
-            cp.validate(),
-            Err(CheckpointError::EmbeddedNewline { line: 1 })
-        );
+        assert_eq!(cp.validate(), Err(CheckpointError::EmbeddedNewline { line: 1 }));
         cp.origin = "o".into();
         cp.extensions = vec!["fine".into(), String::new()];
         assert_eq!(cp.validate(), Err(CheckpointError::EmptyLine { line: 5 }));

@@ -58,7 +58,7 @@ pub fn jsonl(records: &[Exported<'_>]) -> Vec<u8> {
     out
 }
 
-const CSV_HEADER: [&str; 17] = [
+const CSV_HEADER: [&str; 18] = [
     "seq",
     "recorded",
     "occurred",
@@ -73,6 +73,7 @@ const CSV_HEADER: [&str; 17] = [
     "session",
     "room",
     "participant",
+    "credential",
     "details",
     "prev",
     "hash",
@@ -101,6 +102,7 @@ pub fn csv(records: &[Exported<'_>]) -> Vec<u8> {
             object.session.as_ref().map(ToString::to_string).unwrap_or_default(),
             object.room.as_ref().map(ToString::to_string).unwrap_or_default(),
             object.participant.as_ref().map(ToString::to_string).unwrap_or_default(),
+            object.credential.as_ref().map(ToString::to_string).unwrap_or_default(),
             serde_json::to_string(&rec.details).unwrap_or_default(),
             rec.prev.clone(),
             hex(&record_hash(r.body)),
@@ -146,7 +148,6 @@ pub fn fhir(records: &[Exported<'_>], gateway: &str) -> Vec<u8> {
         "resourceType": "Bundle",
         "type": "collection",
         "timestamp": super::record::timestamp::format(time::OffsetDateTime::now_utc()),
-        "total": entries.len(),
         "entry": entries,
     });
     serde_json::to_vec_pretty(&bundle).unwrap_or_default()
@@ -191,6 +192,7 @@ fn audit_event(r: &Exported<'_>, gateway: &str) -> Value {
         ("session", &rec.object.session),
         ("room", &rec.object.room),
         ("participant", &rec.object.participant),
+        ("credential", &rec.object.credential),
     ] {
         if let Some(id) = id {
             entities.push(json!({ "what": { "identifier": { "system": format!("urn:gatehouse:{what}"), "value": id.to_string() } } }));
@@ -205,7 +207,14 @@ fn audit_event(r: &Exported<'_>, gateway: &str) -> Value {
         "recorded": super::record::timestamp::format(rec.recorded),
         "outcome": outcome_code,
         "agent": [agent],
-        "source": { "observer": { "display": gateway }, "type": [{ "code": "4", "display": "Application Server" }] },
+        "source": {
+            "observer": { "display": gateway },
+            "type": [{
+                "system": "http://terminology.hl7.org/CodeSystem/security-source-type",
+                "code": "4",
+                "display": "Application Server",
+            }],
+        },
         "entity": entities,
     });
     if !reason.is_empty() {

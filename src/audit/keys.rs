@@ -58,8 +58,8 @@ impl KeyRing {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.rotate(),
             Err(source) => return Err(KeyError::Io { action: "read", path, source }),
         };
-        let signer =
-            NoteSigner::new(&origin, &pkcs8).map_err(|e| KeyError::BadKey { path: path.clone(), detail: e.to_string() })?;
+        let signer = NoteSigner::new(&origin, &pkcs8)
+            .map_err(|e| KeyError::BadKey { path: path.clone(), detail: e.to_string() })?;
         self.remember(&signer)?;
         Ok(signer)
     }
@@ -88,7 +88,10 @@ impl KeyRing {
         };
         text.lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| NoteVerifier::parse(l.trim()).map_err(|e| KeyError::BadKey { path: path.clone(), detail: e.to_string() }))
+            .map(|l| {
+                NoteVerifier::parse(l.trim())
+                    .map_err(|e| KeyError::BadKey { path: path.clone(), detail: e.to_string() })
+            })
             .collect()
     }
 
@@ -105,7 +108,11 @@ impl KeyRing {
     }
 
     fn create_dir(&self) -> Result<(), KeyError> {
-        fs::create_dir_all(&self.dir).map_err(|source| KeyError::Io { action: "create", path: self.dir.clone(), source })
+        fs::create_dir_all(&self.dir).map_err(|source| KeyError::Io {
+            action: "create",
+            path: self.dir.clone(),
+            source,
+        })
     }
 
     fn write(&self, path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {

@@ -35,11 +35,7 @@ pub enum MerkleError {
     #[error("the proof does not lead to the newer root hash")]
     NewRootMismatch,
     #[error("a tree of size {size} needs {expected} frontier hashes, but {found} were given")]
-    FrontierLength {
-        size: u64,
-        expected: usize,
-        found: usize,
-    },
+    FrontierLength { size: u64, expected: usize, found: usize },
     #[error("the tree already holds the maximum number of leaves")]
     TreeFull,
 }
@@ -100,11 +96,7 @@ impl TreeBuilder {
     pub fn from_frontier(size: u64, frontier: Vec<Hash>) -> Result<Self, MerkleError> {
         let expected = size.count_ones() as usize;
         if frontier.len() != expected {
-            return Err(MerkleError::FrontierLength {
-                size,
-                expected,
-                found: frontier.len(),
-            });
+            return Err(MerkleError::FrontierLength { size, expected, found: frontier.len() });
         }
         Ok(Self { size, frontier })
     }
@@ -170,10 +162,7 @@ fn to_usize(v: u64, available: usize) -> Result<usize, MerkleError> {
     usize::try_from(v)
         .ok()
         .filter(|v| *v <= available)
-        .ok_or(MerkleError::SizeExceedsLeaves {
-            size: v,
-            available: available as u64,
-        })
+        .ok_or(MerkleError::SizeExceedsLeaves { size: v, available: available as u64 })
 }
 
 /// Inclusion proof (RFC 9162 §2.1.3.1 PATH) for leaf `index` in the tree made
@@ -208,17 +197,10 @@ fn path(m: usize, leaves: &[Hash], out: &mut Vec<Hash>) {
 /// `old_size` leaves is a prefix of the tree of the first `new_size` leaves.
 ///
 /// The proof is empty when `old_size` is 0 or equal to `new_size`.
-pub fn consistency_proof(
-    leaves: &[Hash],
-    old_size: u64,
-    new_size: u64,
-) -> Result<Vec<Hash>, MerkleError> {
+pub fn consistency_proof(leaves: &[Hash], old_size: u64, new_size: u64) -> Result<Vec<Hash>, MerkleError> {
     let n = to_usize(new_size, leaves.len())?;
     if old_size > new_size {
-        return Err(MerkleError::SizesOutOfOrder {
-            old: old_size,
-            new: new_size,
-        });
+        return Err(MerkleError::SizesOutOfOrder { old: old_size, new: new_size });
     }
     let mut proof = Vec::new();
     if old_size > 0 && old_size < new_size {
@@ -247,12 +229,7 @@ fn subproof(m: usize, leaves: &[Hash], complete: bool, out: &mut Vec<Hash>) {
 }
 
 /// Recomputes the root from an inclusion proof (RFC 9162 §2.1.3.2).
-pub fn root_from_inclusion_proof(
-    leaf: &Hash,
-    index: u64,
-    size: u64,
-    proof: &[Hash],
-) -> Result<Hash, MerkleError> {
+pub fn root_from_inclusion_proof(leaf: &Hash, index: u64, size: u64, proof: &[Hash]) -> Result<Hash, MerkleError> {
     if index >= size {
         return Err(MerkleError::IndexOutOfRange { index, size });
     }
@@ -284,18 +261,8 @@ pub fn root_from_inclusion_proof(
 }
 
 /// Checks that `leaf` is entry `index` of the tree of `size` leaves with head `root`.
-pub fn verify_inclusion(
-    leaf: &Hash,
-    index: u64,
-    size: u64,
-    proof: &[Hash],
-    root: &Hash,
-) -> Result<(), MerkleError> {
-    if root_from_inclusion_proof(leaf, index, size, proof)? == *root {
-        Ok(())
-    } else {
-        Err(MerkleError::RootMismatch)
-    }
+pub fn verify_inclusion(leaf: &Hash, index: u64, size: u64, proof: &[Hash], root: &Hash) -> Result<(), MerkleError> {
+    if root_from_inclusion_proof(leaf, index, size, proof)? == *root { Ok(()) } else { Err(MerkleError::RootMismatch) }
 }
 
 /// Checks that the tree (`old_size`, `old_root`) is a prefix of the tree
@@ -308,10 +275,7 @@ pub fn verify_consistency(
     proof: &[Hash],
 ) -> Result<(), MerkleError> {
     if old_size > new_size {
-        return Err(MerkleError::SizesOutOfOrder {
-            old: old_size,
-            new: new_size,
-        });
+        return Err(MerkleError::SizesOutOfOrder { old: old_size, new: new_size });
     }
     if old_size == new_size || old_size == 0 {
         // Nothing to prove, so any hash in the proof is a sign of confusion
@@ -400,16 +364,8 @@ mod tests {
     // `consistencyProofs`), which carry the RFC 6962 vectors used by
     // google/certificate-transparency and google/trillian. The leaf numbers in
     // `inclusionProofs` there are 1-based; they are converted to 0-based here.
-    const LEAVES_HEX: [&str; 8] = [
-        "",
-        "00",
-        "10",
-        "2021",
-        "3031",
-        "40414243",
-        "5051525354555657",
-        "606162636465666768696a6b6c6d6e6f",
-    ];
+    const LEAVES_HEX: [&str; 8] =
+        ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"];
     const ROOTS: [&str; 8] = [
         "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
         "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
@@ -422,10 +378,7 @@ mod tests {
     ];
 
     fn vector_leaves() -> Vec<Hash> {
-        LEAVES_HEX
-            .iter()
-            .map(|s| leaf_hash(&hex::decode(s).unwrap()))
-            .collect()
+        LEAVES_HEX.iter().map(|s| leaf_hash(&hex::decode(s).unwrap())).collect()
     }
 
     fn root(size: u64) -> Hash {
@@ -454,11 +407,7 @@ mod tests {
                     "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
                 ]),
             ),
-            (
-                2,
-                3,
-                hs(&["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"]),
-            ),
+            (2, 3, hs(&["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"])),
             (
                 1,
                 5,
@@ -516,22 +465,10 @@ mod tests {
     // Hasher vectors from transparency-dev/merkle rfc6962/rfc6962_test.go.
     #[test]
     fn hasher_vectors() {
-        assert_eq!(
-            empty_root(),
-            h("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-        );
-        assert_eq!(
-            leaf_hash(b""),
-            h("6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d")
-        );
-        assert_eq!(
-            leaf_hash(b"L123456"),
-            h("395aa064aa4c29f7010acfe3f25db9485bbd4b91897b6ad7ad547639252b4d56")
-        );
-        assert_ne!(
-            node_hash(&empty_root(), &empty_root()),
-            leaf_hash(&[0u8; 64])
-        );
+        assert_eq!(empty_root(), h("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+        assert_eq!(leaf_hash(b""), h("6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"));
+        assert_eq!(leaf_hash(b"L123456"), h("395aa064aa4c29f7010acfe3f25db9485bbd4b91897b6ad7ad547639252b4d56"));
+        assert_ne!(node_hash(&empty_root(), &empty_root()), leaf_hash(&[0u8; 64]));
     }
 
     #[test]
@@ -543,11 +480,7 @@ mod tests {
         for size in 1..=8u64 {
             assert_eq!(builder.push(leaves[size as usize - 1]).unwrap(), size - 1);
             assert_eq!(builder.root(), root(size), "builder, size {size}");
-            assert_eq!(
-                root_from_leaves(&leaves[..size as usize]),
-                root(size),
-                "slice, size {size}"
-            );
+            assert_eq!(root_from_leaves(&leaves[..size as usize]), root(size), "slice, size {size}");
         }
     }
 
@@ -579,9 +512,7 @@ mod tests {
         for (index, size, proof) in inclusion_vectors() {
             let leaf = leaves[index as usize];
             let r = root(size);
-            let bad = |i: u64, s: u64, l: Hash, p: &[Hash], rt: Hash| {
-                verify_inclusion(&l, i, s, p, &rt).is_err()
-            };
+            let bad = |i: u64, s: u64, l: Hash, p: &[Hash], rt: Hash| verify_inclusion(&l, i, s, p, &rt).is_err();
             if index > 0 {
                 assert!(bad(index - 1, size, leaf, &proof, r));
             }
@@ -616,9 +547,7 @@ mod tests {
                 continue;
             }
             let (r1, r2) = (root(old), root(new));
-            let bad = |o: u64, n: u64, a: Hash, b: Hash, p: &[Hash]| {
-                verify_consistency(o, n, &a, &b, p).is_err()
-            };
+            let bad = |o: u64, n: u64, a: Hash, b: Hash, p: &[Hash]| verify_consistency(o, n, &a, &b, p).is_err();
             assert!(bad(old - 1, new, r1, r2, &proof));
             assert!(bad(old + 1, new, r1, r2, &proof));
             assert!(bad(old ^ 2, new, r1, r2, &proof));
@@ -652,50 +581,20 @@ mod tests {
         assert!(verify_consistency(0, 0, &empty_root(), &empty_root(), &[]).is_ok());
         assert!(verify_consistency(0, 5, &empty_root(), &a, &[]).is_ok());
         assert!(verify_consistency(3, 3, &a, &a, &[]).is_ok());
-        assert_eq!(
-            verify_consistency(3, 3, &a, &b, &[]),
-            Err(MerkleError::RootMismatch)
-        );
-        assert_eq!(
-            verify_consistency(0, 1, &a, &b, &[]),
-            Err(MerkleError::OldRootMismatch)
-        );
-        assert_eq!(
-            verify_consistency(3, 3, &a, &a, &[a]),
-            Err(MerkleError::ProofTooLong)
-        );
-        assert_eq!(
-            verify_consistency(2, 1, &a, &b, &[]),
-            Err(MerkleError::SizesOutOfOrder { old: 2, new: 1 })
-        );
-        assert_eq!(
-            verify_consistency(1, 2, &a, &b, &[]),
-            Err(MerkleError::EmptyConsistencyProof)
-        );
+        assert_eq!(verify_consistency(3, 3, &a, &b, &[]), Err(MerkleError::RootMismatch));
+        assert_eq!(verify_consistency(0, 1, &a, &b, &[]), Err(MerkleError::OldRootMismatch));
+        assert_eq!(verify_consistency(3, 3, &a, &a, &[a]), Err(MerkleError::ProofTooLong));
+        assert_eq!(verify_consistency(2, 1, &a, &b, &[]), Err(MerkleError::SizesOutOfOrder { old: 2, new: 1 }));
+        assert_eq!(verify_consistency(1, 2, &a, &b, &[]), Err(MerkleError::EmptyConsistencyProof));
     }
 
     #[test]
     fn generation_rejects_bad_arguments() {
         let leaves = vector_leaves();
-        assert_eq!(
-            inclusion_proof(&leaves, 8, 8),
-            Err(MerkleError::IndexOutOfRange { index: 8, size: 8 })
-        );
-        assert_eq!(
-            inclusion_proof(&leaves, 0, 0),
-            Err(MerkleError::IndexOutOfRange { index: 0, size: 0 })
-        );
-        assert_eq!(
-            inclusion_proof(&leaves, 0, 9),
-            Err(MerkleError::SizeExceedsLeaves {
-                size: 9,
-                available: 8
-            })
-        );
-        assert_eq!(
-            consistency_proof(&leaves, 5, 4),
-            Err(MerkleError::SizesOutOfOrder { old: 5, new: 4 })
-        );
+        assert_eq!(inclusion_proof(&leaves, 8, 8), Err(MerkleError::IndexOutOfRange { index: 8, size: 8 }));
+        assert_eq!(inclusion_proof(&leaves, 0, 0), Err(MerkleError::IndexOutOfRange { index: 0, size: 0 }));
+        assert_eq!(inclusion_proof(&leaves, 0, 9), Err(MerkleError::SizeExceedsLeaves { size: 9, available: 8 }));
+        assert_eq!(consistency_proof(&leaves, 5, 4), Err(MerkleError::SizesOutOfOrder { old: 5, new: 4 }));
         assert_eq!(consistency_proof(&leaves, 0, 8), Ok(vec![]));
         assert_eq!(
             verify_inclusion(&leaves[0], 0, 0, &[], &empty_root()),
@@ -718,11 +617,7 @@ mod tests {
         assert_eq!(b.root(), root_from_leaves(&leaves));
         assert_eq!(
             TreeBuilder::from_frontier(21, vec![empty_root()]),
-            Err(MerkleError::FrontierLength {
-                size: 21,
-                expected: 3,
-                found: 1
-            })
+            Err(MerkleError::FrontierLength { size: 21, expected: 3, found: 1 })
         );
     }
 
@@ -756,9 +651,7 @@ mod tests {
     #[test]
     fn all_proofs_verify_for_small_trees() {
         let leaves = make_leaves(40);
-        let roots: Vec<Hash> = (0..=leaves.len())
-            .map(|n| naive_root(&leaves[..n]))
-            .collect();
+        let roots: Vec<Hash> = (0..=leaves.len()).map(|n| naive_root(&leaves[..n])).collect();
         for n in 1..=leaves.len() as u64 {
             for m in 0..n {
                 let p = inclusion_proof(&leaves, m, n).unwrap();

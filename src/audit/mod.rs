@@ -225,7 +225,8 @@ impl AuditLog {
         if (leaves.len() as u64) < tree_size {
             return Err(AuditError::BadRequest(format!("the log holds only {} records", leaves.len())));
         }
-        let path = merkle::inclusion_proof(&leaves, seq, tree_size).map_err(|e| AuditError::BadRequest(e.to_string()))?;
+        let path =
+            merkle::inclusion_proof(&leaves, seq, tree_size).map_err(|e| AuditError::BadRequest(e.to_string()))?;
         Ok(InclusionProof {
             seq,
             tree_size,
@@ -254,7 +255,7 @@ impl AuditLog {
         let store = SqliteAuditStore::open(db_path).map_err(AuditError::from)?;
         let checkpoints: Vec<(String, u64)> =
             store.checkpoints().map_err(AuditError::from)?.into_iter().map(|c| (c.note, c.tree_size)).collect();
-        let mut verifier = verify::Verifier::new(&checkpoints, &verifiers, Some(&origin), pin)?;
+        let mut verifier = verify::Verifier::new(Some(&checkpoints), &verifiers, Some(&origin), pin)?;
         let mut failure = None;
         store
             .scan(0, &mut |r| match verifier.push(Some(r.seq), &r.body, Some(&r.hash)) {
@@ -278,7 +279,7 @@ impl AuditLog {
             .iter()
             .map(|k| note::NoteVerifier::parse(k).map_err(|e| AuditError::BadRequest(format!("bad verifier key: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut verifier = verify::Verifier::new(&[], &verifiers, None, Some(checkpoint_note))?;
+        let mut verifier = verify::Verifier::new(None, &verifiers, None, Some(checkpoint_note))?;
         for line in jsonl.lines().filter(|l| !l.is_empty()) {
             verifier.push(None, line, None)?;
         }

@@ -23,17 +23,13 @@ const SIG_PREFIX: &str = "\u{2014} ";
 // Signature lines can come from cosigners we do not know; Go's decoder accepts
 // non-zero trailing bits, so we do too rather than reject a note over an
 // encoding quirk in a signature we would ignore anyway.
-const LENIENT_B64: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
-);
+const LENIENT_B64: GeneralPurpose =
+    GeneralPurpose::new(&alphabet::STANDARD, GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true));
 
 /// Why a key could not be used or a note could not be signed or opened.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum NoteError {
-    #[error(
-        "key name {0:?} is invalid: it must be non-empty and contain no spaces, '+' or control characters"
-    )]
+    #[error("key name {0:?} is invalid: it must be non-empty and contain no spaces, '+' or control characters")]
     InvalidKeyName(String),
     #[error("the PKCS#8 Ed25519 private key was rejected: {0}")]
     InvalidPrivateKey(String),
@@ -43,9 +39,7 @@ pub enum NoteError {
     MalformedVerifierKey(&'static str),
     #[error("verifier key uses signature type 0x{0:02x}; only Ed25519 (0x01) is supported")]
     UnsupportedAlgorithm(u8),
-    #[error(
-        "verifier key ID {stated:08x} does not match its name and public key (expected {computed:08x})"
-    )]
+    #[error("verifier key ID {stated:08x} does not match its name and public key (expected {computed:08x})")]
     VerifierKeyIdMismatch { stated: u32, computed: u32 },
     #[error("note text must end with a newline")]
     TextMissingNewline,
@@ -69,10 +63,7 @@ pub enum NoteError {
 pub fn is_valid_key_name(name: &str) -> bool {
     // Control characters are banned from the whole note, so a name holding
     // one could never appear in a valid signature line.
-    !name.is_empty()
-        && !name
-            .chars()
-            .any(|c| c.is_whitespace() || c == '+' || c.is_control())
+    !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c == '+' || c.is_control())
 }
 
 /// Key ID of an Ed25519 key: SHA-256(name || "\n" || 0x01 || public key)[:4], big-endian.
@@ -130,19 +121,13 @@ impl NoteSigner {
         if !is_valid_key_name(name) {
             return Err(NoteError::InvalidKeyName(name.to_owned()));
         }
-        let key_pair = Ed25519KeyPair::from_pkcs8(pkcs8)
-            .map_err(|e| NoteError::InvalidPrivateKey(e.to_string()))?;
+        let key_pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|e| NoteError::InvalidPrivateKey(e.to_string()))?;
         let public_key: [u8; 32] = key_pair
             .public_key()
             .as_ref()
             .try_into()
             .map_err(|_| NoteError::InvalidPrivateKey("public key is not 32 bytes".into()))?;
-        Ok(Self {
-            name: name.to_owned(),
-            key_id: key_id(name, &public_key),
-            public_key,
-            key_pair,
-        })
+        Ok(Self { name: name.to_owned(), key_id: key_id(name, &public_key), public_key, key_pair })
     }
 
     pub fn name(&self) -> &str {
@@ -159,11 +144,7 @@ impl NoteSigner {
     }
 
     pub fn verifier(&self) -> NoteVerifier {
-        NoteVerifier {
-            name: self.name.clone(),
-            key_id: self.key_id,
-            public_key: self.public_key,
-        }
+        NoteVerifier { name: self.name.clone(), key_id: self.key_id, public_key: self.public_key }
     }
 
     /// Signs `text` (which must end in a newline) and returns the signed note.
@@ -218,29 +199,21 @@ pub struct NoteVerifier {
 impl NoteVerifier {
     /// Parses a verifier key of the form `<name>+<hex8 key ID>+<base64(0x01 || public key)>`.
     pub fn parse(vkey: &str) -> Result<Self, NoteError> {
-        let (name, rest) = vkey
-            .split_once('+')
-            .ok_or(NoteError::MalformedVerifierKey("expected name+keyid+key"))?;
+        let (name, rest) = vkey.split_once('+').ok_or(NoteError::MalformedVerifierKey("expected name+keyid+key"))?;
         // The key part is base64 and may itself contain '+', so split only once more.
-        let (id_hex, key_b64) = rest
-            .split_once('+')
-            .ok_or(NoteError::MalformedVerifierKey("expected name+keyid+key"))?;
+        let (id_hex, key_b64) =
+            rest.split_once('+').ok_or(NoteError::MalformedVerifierKey("expected name+keyid+key"))?;
         if !is_valid_key_name(name) {
             return Err(NoteError::InvalidKeyName(name.to_owned()));
         }
         if id_hex.len() != 8 || !id_hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(NoteError::MalformedVerifierKey(
-                "key ID must be 8 hexadecimal digits",
-            ));
+            return Err(NoteError::MalformedVerifierKey("key ID must be 8 hexadecimal digits"));
         }
         let stated = u32::from_str_radix(id_hex, 16)
             .map_err(|_| NoteError::MalformedVerifierKey("key ID must be 8 hexadecimal digits"))?;
-        let key = STANDARD
-            .decode(key_b64)
-            .map_err(|_| NoteError::MalformedVerifierKey("public key is not valid base64"))?;
-        let (&alg, public_key) = key
-            .split_first()
-            .ok_or(NoteError::MalformedVerifierKey("public key is empty"))?;
+        let key =
+            STANDARD.decode(key_b64).map_err(|_| NoteError::MalformedVerifierKey("public key is not valid base64"))?;
+        let (&alg, public_key) = key.split_first().ok_or(NoteError::MalformedVerifierKey("public key is empty"))?;
         if alg != ALG_ED25519 {
             return Err(NoteError::UnsupportedAlgorithm(alg));
         }
@@ -251,11 +224,7 @@ impl NoteVerifier {
         if computed != stated {
             return Err(NoteError::VerifierKeyIdMismatch { stated, computed });
         }
-        Ok(Self {
-            name: name.to_owned(),
-            key_id: computed,
-            public_key,
-        })
+        Ok(Self { name: name.to_owned(), key_id: computed, public_key })
     }
 
     pub fn name(&self) -> &str {
@@ -275,9 +244,7 @@ impl NoteVerifier {
     }
 
     fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
-        UnparsedPublicKey::new(&ED25519, &self.public_key)
-            .verify(msg, sig)
-            .is_ok()
+        UnparsedPublicKey::new(&ED25519, &self.public_key).verify(msg, sig).is_ok()
     }
 }
 
@@ -297,26 +264,17 @@ struct SigLine<'a> {
 fn parse_sig_line(line: &str) -> Result<SigLine<'_>, NoteError> {
     let rest = line
         .strip_prefix(SIG_PREFIX)
-        .ok_or(NoteError::MalformedNote(
-            "signature line does not start with an em dash and a space",
-        ))?;
-    let (name, b64) = rest.split_once(' ').ok_or(NoteError::MalformedNote(
-        "signature line has no space after the key name",
-    ))?;
+        .ok_or(NoteError::MalformedNote("signature line does not start with an em dash and a space"))?;
+    let (name, b64) =
+        rest.split_once(' ').ok_or(NoteError::MalformedNote("signature line has no space after the key name"))?;
     if !is_valid_key_name(name) {
-        return Err(NoteError::MalformedNote(
-            "signature line has an invalid key name",
-        ));
+        return Err(NoteError::MalformedNote("signature line has an invalid key name"));
     }
-    let blob = LENIENT_B64
-        .decode(b64)
-        .map_err(|_| NoteError::MalformedNote("signature is not valid base64"))?;
+    let blob = LENIENT_B64.decode(b64).map_err(|_| NoteError::MalformedNote("signature is not valid base64"))?;
     match blob.as_slice() {
-        [a, b, c, d, sig @ ..] if !sig.is_empty() => Ok(SigLine {
-            name,
-            key_id: u32::from_be_bytes([*a, *b, *c, *d]),
-            sig: sig.to_vec(),
-        }),
+        [a, b, c, d, sig @ ..] if !sig.is_empty() => {
+            Ok(SigLine { name, key_id: u32::from_be_bytes([*a, *b, *c, *d]), sig: sig.to_vec() })
+        }
         _ => Err(NoteError::MalformedNote("signature is too short")),
     }
 }
@@ -327,16 +285,12 @@ fn parse_sig_line(line: &str) -> Result<SigLine<'_>, NoteError> {
 /// verified (each once, in note order). Signatures from unknown keys are
 /// ignored; a bad signature from a trusted key rejects the whole note.
 pub fn open(note: &[u8], verifiers: &[NoteVerifier]) -> Result<(String, Vec<String>), NoteError> {
-    let note = std::str::from_utf8(note)
-        .map_err(|_| NoteError::MalformedNote("note is not valid UTF-8"))?;
+    let note = std::str::from_utf8(note).map_err(|_| NoteError::MalformedNote("note is not valid UTF-8"))?;
     if has_forbidden_control(note) {
-        return Err(NoteError::MalformedNote(
-            "note contains a control character other than newline",
-        ));
+        return Err(NoteError::MalformedNote("note contains a control character other than newline"));
     }
-    let split = note.rfind("\n\n").ok_or(NoteError::MalformedNote(
-        "no blank line separates the text from the signatures",
-    ))?;
+    let split =
+        note.rfind("\n\n").ok_or(NoteError::MalformedNote("no blank line separates the text from the signatures"))?;
     let text = &note[..split + 1];
     let sig_block = &note[split + 2..];
     if sig_block.is_empty() {
@@ -344,41 +298,29 @@ pub fn open(note: &[u8], verifiers: &[NoteVerifier]) -> Result<(String, Vec<Stri
     }
     let sig_block = sig_block
         .strip_suffix('\n')
-        .ok_or(NoteError::MalformedNote(
-            "last signature line does not end with a newline",
-        ))?;
+        .ok_or(NoteError::MalformedNote("last signature line does not end with a newline"))?;
 
     // Parse everything before verifying anything, so an oversized or
     // malformed note costs no signature checks.
     let mut lines = Vec::new();
     for line in sig_block.split('\n') {
         if lines.len() == MAX_SIGNATURES {
-            return Err(NoteError::TooManySignatures {
-                max: MAX_SIGNATURES,
-            });
+            return Err(NoteError::TooManySignatures { max: MAX_SIGNATURES });
         }
         lines.push(parse_sig_line(line)?);
     }
 
     let mut verified: Vec<String> = Vec::new();
     for line in &lines {
-        let mut candidates = verifiers
-            .iter()
-            .filter(|v| v.name == line.name && v.key_id == line.key_id);
+        let mut candidates = verifiers.iter().filter(|v| v.name == line.name && v.key_id == line.key_id);
         let Some(v) = candidates.next() else {
             continue;
         };
         if candidates.next().is_some() {
-            return Err(NoteError::AmbiguousVerifier {
-                name: line.name.to_owned(),
-                key_id: line.key_id,
-            });
+            return Err(NoteError::AmbiguousVerifier { name: line.name.to_owned(), key_id: line.key_id });
         }
         if !v.verify(text.as_bytes(), &line.sig) {
-            return Err(NoteError::InvalidSignature {
-                name: line.name.to_owned(),
-                key_id: line.key_id,
-            });
+            return Err(NoteError::InvalidSignature { name: line.name.to_owned(), key_id: line.key_id });
         }
         if !verified.iter().any(|n| n == line.name) {
             verified.push(line.name.to_owned());
@@ -396,8 +338,7 @@ mod tests {
 
     // Vectors from golang.org/x/mod/sumdb/note, file sumdb/note/note_test.go in
     // github.com/golang/mod (TestNewVerifier, TestSign, TestOpen).
-    const PETER_SKEY: &str =
-        "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+    const PETER_SKEY: &str = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
     const PETER_VKEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
     const ENOCH_VKEY: &str = "EnochRoot+af0cfe78+ATtqJ7zOtqQtYqOo0CpvDXNlMhV3HeJDpjrASKGLWdop";
     const TEXT: &str = "If you think cryptography is the answer to your problem,\n\
@@ -437,10 +378,7 @@ mod tests {
         assert_eq!(key_id("PeterNeumann", peter().public_key()), 0xc74f20a3);
         assert_eq!(enoch().key_id(), 0xaf0cfe78);
         assert_eq!(enoch().verifier_key(), ENOCH_VKEY);
-        assert_eq!(
-            format!("{s:?}"),
-            "NoteSigner { name: \"PeterNeumann\", key_id: c74f20a3, .. }"
-        );
+        assert_eq!(format!("{s:?}"), "NoteSigner { name: \"PeterNeumann\", key_id: c74f20a3, .. }");
     }
 
     #[test]
@@ -470,37 +408,19 @@ mod tests {
         assert_eq!(open_str(&note, &[]), Err(NoteError::NoVerifiedSignature));
         // A key sharing the name but not the ID (or vice versa) is a different key.
         let misnamed = PETER_SIG.replace("PeterNeumann", "CarmenSandiego");
-        assert_eq!(
-            open_str(&format!("{TEXT}\n{misnamed}"), &[peter()]),
-            Err(NoteError::NoVerifiedSignature)
-        );
+        assert_eq!(open_str(&format!("{TEXT}\n{misnamed}"), &[peter()]), Err(NoteError::NoVerifiedSignature));
         let wrong_id = PETER_SIG.replace("x08g", "xxxx");
-        assert_eq!(
-            open_str(&format!("{TEXT}\n{wrong_id}"), &[peter()]),
-            Err(NoteError::NoVerifiedSignature)
-        );
+        assert_eq!(open_str(&format!("{TEXT}\n{wrong_id}"), &[peter()]), Err(NoteError::NoVerifiedSignature));
     }
 
     #[test]
     fn duplicated_verifiers() {
         assert_eq!(
-            open_str(
-                &format!("{TEXT}\n{ENOCH_SIG}"),
-                &[enoch(), peter(), enoch()]
-            ),
-            Err(NoteError::AmbiguousVerifier {
-                name: "EnochRoot".into(),
-                key_id: 0xaf0cfe78
-            })
+            open_str(&format!("{TEXT}\n{ENOCH_SIG}"), &[enoch(), peter(), enoch()]),
+            Err(NoteError::AmbiguousVerifier { name: "EnochRoot".into(), key_id: 0xaf0cfe78 })
         );
         // Duplicates that no signature refers to do no harm.
-        assert!(
-            open_str(
-                &format!("{TEXT}\n{PETER_SIG}"),
-                &[enoch(), peter(), enoch()]
-            )
-            .is_ok()
-        );
+        assert!(open_str(&format!("{TEXT}\n{PETER_SIG}"), &[enoch(), peter(), enoch()]).is_ok());
     }
 
     #[test]
@@ -510,26 +430,17 @@ mod tests {
         assert_eq!(names, vec!["PeterNeumann"]);
         let over = format!("{TEXT}\n{}", PETER_SIG.repeat(MAX_SIGNATURES + 1));
         for vs in [vec![peter()], vec![]] {
-            assert_eq!(
-                open_str(&over, &vs),
-                Err(NoteError::TooManySignatures { max: 100 })
-            );
+            assert_eq!(open_str(&over, &vs), Err(NoteError::TooManySignatures { max: 100 }));
         }
     }
 
     #[test]
     fn bad_signature_from_trusted_key_rejects_note() {
         let bad = format!("{}ABCD{}", &PETER_SIG[..60], &PETER_SIG[60..]);
-        let want = Err(NoteError::InvalidSignature {
-            name: "PeterNeumann".into(),
-            key_id: 0xc74f20a3,
-        });
+        let want = Err(NoteError::InvalidSignature { name: "PeterNeumann".into(), key_id: 0xc74f20a3 });
         assert_eq!(open_str(&format!("{TEXT}\n{bad}"), &[peter()]), want);
         // Even after a good signature from the same key.
-        assert_eq!(
-            open_str(&format!("{TEXT}\n{PETER_SIG}{bad}"), &[peter()]),
-            want
-        );
+        assert_eq!(open_str(&format!("{TEXT}\n{PETER_SIG}{bad}"), &[peter()]), want);
         // A corrupted signature from an unknown key is ignored.
         let bad_enoch = format!("{}ABCD{}", &ENOCH_SIG[..60], &ENOCH_SIG[60..]);
         let note = format!("{TEXT}\n{PETER_SIG}{PETER_SIG}{ENOCH_SIG}{ENOCH_SIG}{bad_enoch}");
@@ -594,25 +505,15 @@ mod tests {
         }
         // Wrong key length (key ID adjusted) and unknown algorithm, from Go's test.
         assert!(
-            NoteVerifier::parse(
-                "PeterNeumann+cc469956+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TWBADKEY=="
-            )
-            .is_err()
+            NoteVerifier::parse("PeterNeumann+cc469956+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TWBADKEY==").is_err()
         );
         assert_eq!(
-            NoteVerifier::parse(
-                "PeterNeumann+173116ae+ZRpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
-            ),
+            NoteVerifier::parse("PeterNeumann+173116ae+ZRpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"),
             Err(NoteError::UnsupportedAlgorithm(0x65))
         );
         assert_eq!(
-            NoteVerifier::parse(
-                "PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
-            ),
-            Err(NoteError::VerifierKeyIdMismatch {
-                stated: 0xc74f20a4,
-                computed: 0xc74f20a3
-            })
+            NoteVerifier::parse("PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"),
+            Err(NoteError::VerifierKeyIdMismatch { stated: 0xc74f20a4, computed: 0xc74f20a3 })
         );
         assert_eq!(
             "x".parse::<NoteVerifier>().map(|_| ()),
@@ -625,13 +526,7 @@ mod tests {
         let pkcs8 = generate_pkcs8().unwrap();
         let signer = NoteSigner::new("gatehouse.example/audit", &pkcs8).unwrap();
         let verifier = NoteVerifier::parse(&signer.verifier_key()).unwrap();
-        for text in [
-            "a\n",
-            "\n",
-            "a\n\nb\n",
-            "ends blank\n\n",
-            "— looks like a sig\n\n",
-        ] {
+        for text in ["a\n", "\n", "a\n\nb\n", "ends blank\n\n", "— looks like a sig\n\n"] {
             let note = signer.sign(text).unwrap();
             let (got, names) = open(note.as_bytes(), std::slice::from_ref(&verifier)).unwrap();
             assert_eq!(got, text);
@@ -672,14 +567,8 @@ mod tests {
         assert_eq!(sign("a\n", &[]), Err(NoteError::NoSigners));
         let pkcs8 = generate_pkcs8().unwrap();
         for name in ["", "a b", "a+b", "a\u{3000}b", "a\nb"] {
-            assert_eq!(
-                NoteSigner::new(name, &pkcs8).map(|_| ()),
-                Err(NoteError::InvalidKeyName(name.into()))
-            );
+            assert_eq!(NoteSigner::new(name, &pkcs8).map(|_| ()), Err(NoteError::InvalidKeyName(name.into())));
         }
-        assert!(matches!(
-            NoteSigner::new("x", b"not a key"),
-            Err(NoteError::InvalidPrivateKey(_))
-        ));
+        assert!(matches!(NoteSigner::new("x", b"not a key"), Err(NoteError::InvalidPrivateKey(_))));
     }
 }

@@ -72,11 +72,21 @@ pub enum Actor {
     System,
     /// Someone at the gateway's own console, using the CLI.
     Operator,
-    Staff { id: Code, role: Code },
-    Room { id: Code },
-    Participant { id: Code, role: Code },
+    Staff {
+        id: Code,
+        role: Code,
+    },
+    Room {
+        id: Code,
+    },
+    Participant {
+        id: Code,
+        role: Code,
+    },
     /// A holder of an API token issued with `gatehouse audit token`.
-    ApiToken { id: Code },
+    ApiToken {
+        id: Code,
+    },
     /// A caller who could not be identified (a refused request).
     Anonymous,
 }
@@ -93,6 +103,9 @@ pub struct Object {
     pub room: Option<Code>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub participant: Option<Code>,
+    /// The id (never the secret) of an API token, link or device credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<Code>,
 }
 
 impl Object {
@@ -379,7 +392,9 @@ mod tests {
     fn canonical_round_trip_is_stable() {
         let record = sample();
         let text = record.canonical().unwrap();
-        assert!(text.starts_with(r#"{"actor":{"type":"system"},"details":{"version":"0.1.0"},"kind":"gateway.started""#));
+        assert!(
+            text.starts_with(r#"{"actor":{"type":"system"},"details":{"version":"0.1.0"},"kind":"gateway.started""#)
+        );
         let parsed = Record::parse(&text).unwrap();
         assert_eq!(parsed, record);
         assert_eq!(parsed.canonical().unwrap(), text);

@@ -128,42 +128,55 @@ pub struct Verifier {
     last_good_checkpoint: u64,
     /// `audit.checkpoint_signed` records: (seq, tree size, root).
     announced: Vec<(u64, u64, Hash)>,
+    /// Stored checkpoints out of order; reported at the end, after the more precise checks.
+    disorder: Option<Failure>,
+    /// Whether the stored checkpoints are at hand, so announced ones can be looked for.
+    has_checkpoint_store: bool,
 }
 
 impl Verifier {
-    /// `checkpoints` are the stored signed notes in signing order; each must verify with one of
-    /// `verifiers` and name `origin`. `pin` is an earlier checkpoint kept by an auditor.
+    /// `checkpoints` are the stored signed notes in signing order (None for an export, which
+    /// carries none); each must verify with one of `verifiers` and name `origin`. `pin` is an
+    /// earlier checkpoint kept by an auditor.
     pub fn new(
-        checkpoints: &[(String, u64)],
+        checkpoints: Option<&[(String, u64)]>,
         verifiers: &[NoteVerifier],
         origin: Option<&str>,
         pin: Option<&str>,
     ) -> Result<Self, Failure> {
         let mut trusted: Vec<TrustedCheckpoint> = Vec::new();
-        for (note_text, stored_size) in checkpoints {
+        let mut disorder = None;
+        for (note_text, stored_size) in checkpoints.unwrap_or_default() {
             let covered = stored_size.saturating_sub(1);
             let cp = match open_checkpoint(note_text, verifiers, origin) {
                 Ok(cp) => cp,
                 Err(e) => return fail(FailureClass::BadSignature, covered, format!("checkpoint does not verify: {e}")),
             };
-            if let Some(last) = trusted.last()
+            if disorder.is_none()
+                && let Some(last) = trusted.last()
                 && cp.checkpoint.size <= last.checkpoint.size
             {
-                return fail(
-                    FailureClass::BadSignature,
-                    covered,
-                    format!(
+                disorder = Some(Failure {
+                    class: FailureClass::BadSignature,
+                    seq: covered,
+                    message: format!(
                         "checkpoint for tree size {} follows one for {}: checkpoints were replaced or reordered",
                         cp.checkpoint.size, last.checkpoint.size
                     ),
-                );
+                });
             }
             trusted.push(cp);
         }
         let pin = match pin {
             Some(text) => match open_checkpoint(text, verifiers, origin) {
                 Ok(cp) => Some(cp.checkpoint),
-                Err(e) => return fail(FailureClass::InconsistentWithPin, 0, format!("the pinned checkpoint does not verify: {e}")),
+                Err(e) => {
+                    return fail(
+                        FailureClass::InconsistentWithPin,
+                        0,
+                        format!("the pinned checkpoint does not verify: {e}"),
+                    );
+                }
             },
             None => None,
         };
@@ -183,6 +196,8 @@ impl Verifier {
             pin,
             last_good_checkpoint: 0,
             announced: Vec::new(),
+            disorder,
+            has_checkpoint_store: checkpoints.is_some(),
         })
     }
 
@@ -241,7 +256,11 @@ impl Verifier {
         {
             self.announced.push((record.seq, size, root));
         }
-        self.tree.push(hash).map_err(|e| Failure { class: FailureClass::Modified, seq: expected, message: e.to_string() })?;
+        self.tree.push(hash).map_err(|e| Failure {
+            class: FailureClass::Modified,
+            seq: expected,
+            message: e.to_string(),
+        })?;
         self.prev = hash;
         self.prev_recorded = Some(record.recorded);
         self.check_roots()
@@ -291,16 +310,16 @@ impl Verifier {
                 format!("the pinned checkpoint covers {} records but the log holds {records}", pin.size),
             );
         }
-        if let Some(last) = self.checkpoints.last()
-            && last.checkpoint.size > records
+        if let Some(largest) = self.checkpoints.iter().map(|cp| cp.checkpoint.size).max()
+            && largest > records
         {
             return fail(
                 FailureClass::Truncated,
                 records,
-                format!("a signed checkpoint covers {} records but the log holds {records}", last.checkpoint.size),
+                format!("a signed checkpoint covers {largest} records but the log holds {records}"),
             );
         }
-        for (seq, size, root) in &self.announced {
+        for (seq, size, root) in self.announced.iter().filter(|_| self.has_checkpoint_store) {
             let present = self.checkpoints.iter().any(|cp| cp.checkpoint.size == *size && cp.checkpoint.root == *root);
             if !present {
                 return fail(
@@ -309,6 +328,9 @@ impl Verifier {
                     format!("record {seq} announces a checkpoint at tree size {size} that is no longer stored"),
                 );
             }
+        }
+        if let Some(disorder) = self.disorder {
+            return Err(disorder);
         }
         let last_checkpoint = self.checkpoints.last().map(|cp| cp.checkpoint.size);
         Ok(Summary {

@@ -20,9 +20,14 @@ use crate::store::{AuditStore, Batch, RecordIndex, StoreError, StoredRecord, Tai
 const MAX_BATCH: usize = 4096;
 
 pub(super) enum Command {
-    Append { event: Box<Event>, ack: oneshot::Sender<Result<u64, AuditError>> },
+    Append {
+        event: Box<Event>,
+        ack: oneshot::Sender<Result<u64, AuditError>>,
+    },
     /// Sign a checkpoint if records were added since the last one.
-    Checkpoint { ack: oneshot::Sender<Result<Option<u64>, AuditError>> },
+    Checkpoint {
+        ack: oneshot::Sender<Result<Option<u64>, AuditError>>,
+    },
 }
 
 pub(super) struct Writer<S: AuditStore> {
@@ -37,7 +42,10 @@ pub(super) struct Writer<S: AuditStore> {
 
 /// Whether a batch was written or the in-memory tree was behind the store.
 enum Written {
-    Done { first_seq: u64, checkpoint: Option<u64> },
+    Done {
+        first_seq: u64,
+        checkpoint: Option<u64>,
+    },
     /// Another process appended since our tree was built; rebuild and try again.
     Stale,
 }
@@ -115,8 +123,9 @@ impl<S: AuditStore> Writer<S> {
             let mut checkpoint = None;
             if want_checkpoint && needs_checkpoint(tail, builder.size()) {
                 let size = builder.size();
-                let body = Checkpoint { origin: signer.name().to_owned(), size, root: builder.root(), extensions: vec![] }
-                    .to_body();
+                let body =
+                    Checkpoint { origin: signer.name().to_owned(), size, root: builder.root(), extensions: vec![] }
+                        .to_body();
                 let note = signer.sign(&body).map_err(|e| StoreError::Rejected(e.to_string()))?;
                 let details = Details {
                     tree_size: Some(size),

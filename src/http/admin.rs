@@ -20,6 +20,7 @@ pub struct AdminState {
     pub readiness: Arc<Readiness>,
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
+    pub audit: crate::audit::AuditLog,
 }
 
 pub fn router(state: AdminState, http_metrics: Arc<HttpMetrics>) -> Router {
@@ -40,6 +41,10 @@ async fn healthz() -> &'static str {
 async fn readyz(State(state): State<AdminState>) -> Response {
     if let Err(not_ready) = state.readiness.check() {
         return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, not_ready.code(), not_ready.message()).into_response();
+    }
+    if !state.audit.is_healthy() {
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", "The audit log cannot be written.")
+            .into_response();
     }
     let store = state.store.clone();
     match tokio::task::spawn_blocking(move || store.check()).await {

@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod assets;
+pub mod audit_api;
 pub mod error;
 pub mod listener;
 pub mod observe;
@@ -19,8 +20,9 @@ use axum::routing::get;
 use observe::{HttpMetrics, Observer, observe};
 
 /// The public router: the web client and, as later parts land, the API and signalling.
-pub fn public_router(http_metrics: Arc<HttpMetrics>) -> Router {
+pub fn public_router(http_metrics: Arc<HttpMetrics>, audit: audit_api::AuditApi) -> Router {
     Router::new()
+        .merge(audit_api::routes(audit))
         .route("/", get(assets::index))
         .route("/static/{*path}", get(assets::static_file))
         .fallback(|| async { error::ApiError::not_found() })

@@ -144,11 +144,18 @@ impl AuditStore for SqliteAuditStore {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let last = tx
             .query_row("SELECT seq, hash, recorded, kind FROM audit_records ORDER BY seq DESC LIMIT 1", [], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?))
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, Vec<u8>>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                ))
             })
             .optional()?;
         let last_checkpoint_size = tx
-            .query_row("SELECT tree_size FROM audit_checkpoints ORDER BY id DESC LIMIT 1", [], |row| row.get::<_, i64>(0))
+            .query_row("SELECT tree_size FROM audit_checkpoints ORDER BY id DESC LIMIT 1", [], |row| {
+                row.get::<_, i64>(0)
+            })
             .optional()?
             .map(|s| s as u64);
         let tail = Tail {
@@ -189,7 +196,8 @@ impl AuditStore for SqliteAuditStore {
     }
 
     fn scan(&self, from: u64, visit: &mut dyn FnMut(StoredRecord) -> bool) -> Result<(), StoreError> {
-        let mut stmt = self.conn.prepare(&format!("SELECT {COLUMNS} FROM audit_records WHERE seq >= ?1 ORDER BY seq"))?;
+        let mut stmt =
+            self.conn.prepare(&format!("SELECT {COLUMNS} FROM audit_records WHERE seq >= ?1 ORDER BY seq"))?;
         let mut rows = stmt.query([from as i64])?;
         while let Some(row) = rows.next()? {
             if !visit(row_to_record(row)?) {

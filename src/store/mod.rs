@@ -5,7 +5,7 @@ mod audit;
 mod sqlite;
 
 pub use audit::{AuditQuery, AuditStore, Batch, RecordIndex, SqliteAuditStore, StoredCheckpoint, StoredRecord, Tail};
-pub use sqlite::SqliteStore;
+pub use sqlite::{DATABASE_FILE, SqliteStore};
 
 /// Why the store could not do what was asked. Messages say what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -28,4 +28,9 @@ pub trait Store: Send + Sync + 'static {
     fn check(&self) -> Result<(), StoreError>;
     /// The schema version the store is migrated to.
     fn schema_version(&self) -> Result<u32, StoreError>;
+    /// The path of the database file, for parts that keep their own connection (the audit writer).
+    fn database_path(&self) -> &std::path::Path;
+    fn add_api_token(&self, id: &str, hash: &[u8; 32], label: &str, created: &str) -> Result<(), StoreError>;
+    /// The id of the API token with this hash, if any.
+    fn api_token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<String>, StoreError>;
 }

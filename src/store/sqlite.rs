@@ -30,10 +30,6 @@ impl SqliteStore {
         Ok(Self { path, conn: Mutex::new(conn) })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// A separate connection for long reads, so they do not hold up writers (WAL allows both).
     pub fn open_reader(&self) -> Result<Connection, StoreError> {
         open_connection(&self.path)
@@ -60,6 +56,26 @@ impl Store for SqliteStore {
 
     fn schema_version(&self) -> Result<u32, StoreError> {
         Ok(user_version(&self.lock())?)
+    }
+
+    fn database_path(&self) -> &Path {
+        &self.path
+    }
+
+    fn add_api_token(&self, id: &str, hash: &[u8; 32], label: &str, created: &str) -> Result<(), StoreError> {
+        self.lock().execute(
+            "INSERT INTO api_tokens (id, hash, label, created) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![id, hash.as_slice(), label, created],
+        )?;
+        Ok(())
+    }
+
+    fn api_token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<String>, StoreError> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .lock()
+            .query_row("SELECT id FROM api_tokens WHERE hash = ?1", [hash.as_slice()], |row| row.get(0))
+            .optional()?)
     }
 }
 

@@ -1,0 +1,146 @@
+//! The jobs behind the subcommands other than `serve`: each opens what it needs in the data
+//! folder, does one thing, and maps the result to an exit code.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::audit::{self, Actor, AuditLog, Details, Event, EventKind, VerifyError, export::Format};
+use crate::auth::api_token;
+use crate::config::{AuditCommand, AuditExportArgs, AuditTokenArgs, AuditVerifyArgs};
+use crate::store::{AuditQuery, SqliteStore, Store};
+
+pub fn audit(command: AuditCommand) -> ExitCode {
+    let result = match command {
+        AuditCommand::Verify(args) => return verify(&args),
+        AuditCommand::Checkpoint(args) => checkpoint(&args.data_dir),
+        AuditCommand::Key(args) => key(&args.data_dir),
+        AuditCommand::RotateKey(args) => rotate_key(&args.data_dir),
+        AuditCommand::Export(args) => export(&args),
+        AuditCommand::Token(args) => token(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("{e:#}")),
+    }
+}
+
+pub fn fail(message: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("gatehouse: {message}");
+    ExitCode::FAILURE
+}
+
+/// Opens an existing data folder; a missing database is an error, never silently created.
+fn open_existing(data_dir: &Path) -> anyhow::Result<SqliteStore> {
+    let db = data_dir.join(crate::store::DATABASE_FILE);
+    anyhow::ensure!(db.is_file(), "there is no Gatehouse database at {} (check --data-dir)", db.display());
+    Ok(SqliteStore::open(data_dir)?)
+}
+
+fn open_log(data_dir: &Path) -> anyhow::Result<(SqliteStore, AuditLog)> {
+    let store = open_existing(data_dir)?;
+    let log = AuditLog::open(store.database_path(), data_dir)?;
+    Ok((store, log))
+}
+
+/// Records an operator's action, then signs a checkpoint so it does not wait for the gateway.
+fn record(log: &AuditLog, event: Event) -> anyhow::Result<()> {
+    log.append_blocking(event)?;
+    log.checkpoint_blocking()?;
+    Ok(())
+}
+
+fn verify(args: &AuditVerifyArgs) -> ExitCode {
+    let data_dir = &args.data.data_dir;
+    let pin = match &args.pin {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some(text),
+            Err(e) => return fail(&format!("cannot read the pinned checkpoint {}: {e}", path.display())),
+        },
+        None => None,
+    };
+    let result = match &args.export {
+        Some(file) => {
+            let jsonl = match std::fs::read_to_string(file) {
+                Ok(text) => text,
+                Err(e) => return fail(&format!("cannot read the export {}: {e}", file.display())),
+            };
+            let mut keys = args.keys.clone();
+            // The data folder's own keys, when it is at hand, are trusted too.
+            if let Ok(verifiers) = audit::keys::KeyRing::new(data_dir).verifiers() {
+                keys.extend(verifiers.iter().map(audit::note::NoteVerifier::verifier_key));
+            }
+            AuditLog::verify_export(&jsonl, pin.as_deref().unwrap_or_default(), &keys)
+        }
+        None => match open_existing(data_dir) {
+            Ok(store) => AuditLog::verify(store.database_path(), data_dir, pin.as_deref(), &args.keys),
+            Err(e) => return fail(&e),
+        },
+    };
+    match result {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(VerifyError::Failed(failure)) => {
+            println!("FAILED ({}) at seq {}: {}", failure.class.name(), failure.seq, failure.message);
+            ExitCode::from(failure.class.exit_code())
+        }
+        Err(e @ VerifyError::Cannot(_)) => fail(&e),
+    }
+}
+
+fn checkpoint(data_dir: &Path) -> anyhow::Result<()> {
+    let (_store, log) = open_log(data_dir)?;
+    match log.latest_checkpoint()? {
+        Some((note, _)) => {
+            print!("{note}");
+            Ok(())
+        }
+        None => anyhow::bail!("no checkpoint has been signed yet; start the gateway or wait a few seconds"),
+    }
+}
+
+fn key(data_dir: &Path) -> anyhow::Result<()> {
+    let (_store, log) = open_log(data_dir)?;
+    println!("{}", log.verifier_key()?);
+    Ok(())
+}
+
+fn rotate_key(data_dir: &Path) -> anyhow::Result<()> {
+    let (_store, _) = open_log(data_dir)?;
+    let signer = audit::keys::KeyRing::new(data_dir).rotate()?;
+    // A fresh writer signs with the new key from here on.
+    let log = AuditLog::open(&data_dir.join(crate::store::DATABASE_FILE), data_dir)?;
+    let details = Details { key_id: Some(audit::Code::new(format!("{:08x}", signer.key_id()))?), ..Details::default() };
+    record(&log, Event::new(EventKind::AuditKeyRotated, Actor::Operator).with_details(details))?;
+    println!("New audit signing key. Verifier key:\n{}", signer.verifier_key());
+    println!("Restart the gateway so that it signs with the new key; old checkpoints stay verifiable.");
+    Ok(())
+}
+
+fn export(args: &AuditExportArgs) -> anyhow::Result<()> {
+    let (_store, log) = open_log(&args.data.data_dir)?;
+    let format = Format::parse(&args.format).ok_or_else(|| anyhow::anyhow!("unknown format {}", args.format))?;
+    let bytes = log.export(Actor::Operator, None, format, &AuditQuery::default())?;
+    log.checkpoint_blocking()?;
+    match &args.output {
+        Some(path) => std::fs::write(path, bytes)?,
+        None => std::io::stdout().lock().write_all(&bytes)?,
+    }
+    Ok(())
+}
+
+fn token(args: &AuditTokenArgs) -> anyhow::Result<()> {
+    let (store, log) = open_log(&args.data.data_dir)?;
+    let issued = api_token::issue(&store, &args.label)?;
+    let actor = Actor::Operator;
+    let object = audit::Object { credential: Some(audit::Code::new(&issued.id)?), ..audit::Object::default() };
+    record(&log, Event::new(EventKind::AuditTokenIssued, actor).with_object(object))?;
+    println!("{}", issued.secret);
+    eprintln!(
+        "This token is shown once. Give it to its holder ({}); send it as 'Authorization: Bearer <token>'.",
+        args.label
+    );
+    Ok(())
+}
