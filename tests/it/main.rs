@@ -1,5 +1,7 @@
 //! The integration tests: each drives the real `gatehouse` binary on port 0 through its real boundaries.
 
 mod audit;
+mod audit_api;
+mod audit_crash;
 mod foundation;
 mod support;

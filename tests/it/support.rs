@@ -110,6 +110,21 @@ impl Gateway {
         Response::read(&mut stream)
     }
 
+    /// GET on the public API with a bearer token.
+    pub fn api_get(&self, path: &str, token: &str) -> Response {
+        let head = format!("GET {path} HTTP/1.1\r\nAuthorization: Bearer {token}\r\n");
+        https_request(self.public, &self.ca_path(), &head, &rustls::version::TLS13).0
+    }
+
+    /// `gatehouse audit token` against this gateway's data folder.
+    pub fn audit_token(&self) -> String {
+        let data = self.dir.join("data");
+        let (code, out, err) =
+            run_cli(&["audit", "token", "--label", "security desk", "--data-dir", data.to_str().unwrap()], &[]);
+        assert_eq!(code, 0, "{err}");
+        out.trim().to_owned()
+    }
+
     /// GET on the public listener over TLS with the given protocol version.
     pub fn https_get(
         &self,
@@ -196,12 +211,22 @@ pub fn https_get(
     path: &str,
     version: &'static rustls::SupportedProtocolVersion,
 ) -> (Response, rustls::ProtocolVersion) {
+    https_request(addr, ca, &format!("GET {path} HTTP/1.1\r\n"), version)
+}
+
+/// Sends `head` (request line and any headers, each ending in CRLF) over TLS and reads the response.
+pub fn https_request(
+    addr: SocketAddr,
+    ca: &Path,
+    head: &str,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> (Response, rustls::ProtocolVersion) {
     let config = client_config(ca, version);
     let mut conn = rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
     let mut sock = TcpStream::connect(addr).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut tls = rustls::Stream::new(&mut conn, &mut sock);
-    write!(tls, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    write!(tls, "{head}Host: localhost\r\nConnection: close\r\n\r\n").unwrap();
     let response = Response::read(&mut tls);
     let version = conn.protocol_version().unwrap();
     (response, version)
