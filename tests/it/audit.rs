@@ -369,3 +369,44 @@ fn a_flipped_byte_is_reported_by_the_cli() {
     assert!(flip(&log, 5, 40, 1));
     assert_fails(log.verify(&[]), MODIFIED, 5);
 }
+
+#[test]
+fn checkpoints_signed_before_a_key_rotation_still_verify() {
+    let log = Log::new(15);
+    let data = log.data.to_str().unwrap();
+    let (_, old_key, _) = run_cli(&["audit", "key", "--data-dir", data], &[]);
+    let (code, out, err) = run_cli(&["audit", "rotate-key", "--data-dir", data], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains(old_key.trim()), "the key did not change: {out}");
+    log.grow(15);
+    let (_, new_key, _) = run_cli(&["audit", "key", "--data-dir", data], &[]);
+    assert_ne!(old_key, new_key);
+    let notes: Vec<String> = log
+        .db()
+        .prepare("SELECT note FROM audit_checkpoints ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key_id = |key: &str| key.trim().split('+').nth(1).unwrap().to_owned();
+    let signed_by = |id: &str| {
+        notes
+            .iter()
+            .filter(|n| {
+                use base64::Engine;
+                let sig = n.lines().last().unwrap().rsplit(' ').next().unwrap();
+                let raw = base64::engine::general_purpose::STANDARD.decode(sig).unwrap();
+                hex(&raw[..4]) == id
+            })
+            .count()
+    };
+    assert!(signed_by(&key_id(&old_key)) >= 1 && signed_by(&key_id(&new_key)) >= 1, "{notes:?}");
+    let (code, text) = log.verify(&[]);
+    assert_eq!(code, 0, "{text}");
+    let rotated = log
+        .db()
+        .query_row("SELECT count(*) FROM audit_records WHERE kind = 'audit.key_rotated'", [], |r| r.get::<_, i64>(0))
+        .unwrap();
+    assert_eq!(rotated, 1);
+}
