@@ -6,6 +6,7 @@ pub mod auth;
 pub mod certs;
 pub mod commands;
 pub mod config;
+pub mod domain;
 pub mod health;
 pub mod http;
 pub mod metrics;
