@@ -10,5 +10,6 @@ pub mod domain;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod schedule;
 pub mod store;
 pub mod telemetry;

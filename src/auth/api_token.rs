@@ -1,9 +1,7 @@
 //! Bearer tokens for the audit API, issued from the CLI to the security desk. The token is shown
 //! once; only its SHA-256 is stored, so a copy of the database grants nothing.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
+use super::digest;
 use crate::store::{Store, StoreError};
 
 /// Marks the string as a Gatehouse audit token, so secret scanners and people can recognise it.
@@ -33,9 +31,7 @@ pub fn issue(store: &dyn Store, label: &str) -> Result<IssuedToken, TokenError> 
     if !label_ok {
         return Err(TokenError::BadLabel);
     }
-    let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| TokenError::Random)?;
-    let secret = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
+    let secret = super::new_secret(PREFIX).map_err(|_| TokenError::Random)?;
     let id = uuid::Uuid::now_v7().to_string();
     let created =
         time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
@@ -51,12 +47,6 @@ pub fn authenticate(store: &dyn Store, secret: &str) -> Result<Option<String>, S
     store.api_token_by_hash(&digest(secret))
 }
 
-fn digest(secret: &str) -> [u8; 32] {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,4 +1,77 @@
-//! Who may do what: credentials and the decisions made on them. Knows nothing of WebRTC or HTTP.
+//! Who may do what: staff accounts, room devices, join links and the policy that decides. Knows
+//! nothing of WebRTC or HTTP.
 
 pub mod api_token;
+pub mod device;
 pub mod policy;
+
+use std::net::IpAddr;
+
+use crate::audit::{Actor, Code, Event, EventKind, Object};
+use policy::{Principal, Reason};
+
+/// Someone asking for something: who they are and where they asked from (their own address,
+/// recorded only in their own audit records).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub ip: Option<IpAddr>,
+}
+
+impl Caller {
+    pub fn new(principal: Principal, ip: Option<IpAddr>) -> Self {
+        Self { principal, ip }
+    }
+
+    /// The audit log's view of this caller.
+    pub fn actor(&self) -> Actor {
+        let code = |v: String| Code::new(v).ok();
+        match &self.principal {
+            Principal::Anonymous => Actor::Anonymous,
+            Principal::Staff { id, role } => match (code(id.to_string()), code(role.as_str().to_owned())) {
+                (Some(id), Some(role)) => Actor::Staff { id, role },
+                _ => Actor::Anonymous,
+            },
+            Principal::Room { room } => code(room.to_string()).map_or(Actor::Anonymous, |id| Actor::Room { id }),
+            Principal::Link { link, role, .. } => match (code(link.to_string()), code(role.as_str().to_owned())) {
+                (Some(id), Some(role)) => Actor::Participant { id, role },
+                _ => Actor::Anonymous,
+            },
+        }
+    }
+
+    /// An event by this caller, from their address.
+    pub fn event(&self, kind: EventKind) -> Event {
+        let event = Event::new(kind, self.actor());
+        match self.ip {
+            Some(ip) => event.from_ip(ip),
+            None => event,
+        }
+    }
+
+    /// The audit record of a refusal.
+    pub fn refusal(&self, kind: EventKind, reason: Reason, object: Object) -> Event {
+        self.event(kind).refused(reason.code()).with_object(object)
+    }
+}
+
+/// An id as an audit code; ids are UUIDs, which always fit.
+pub fn code(id: impl std::fmt::Display) -> Option<Code> {
+    Code::new(id.to_string()).ok()
+}
+
+/// The SHA-256 of a secret: what is stored in place of credentials.
+pub fn digest(secret: &str) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// A new random secret with a recognisable prefix (so scanners and people can tell what it is).
+pub fn new_secret(prefix: &str) -> Result<String, aws_lc_rs::error::Unspecified> {
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes)?;
+    Ok(format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
+}

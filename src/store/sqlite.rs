@@ -11,7 +11,9 @@ pub const DATABASE_FILE: &str = "gatehouse.db";
 
 /// Migrations in order; the schema version is the number of migrations applied. Never edit a
 /// released one: add a new one, so every data folder follows the same path.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql"), include_str!("migrations/0002_audit.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql"), include_str!("migrations/0002_audit.sql"),
+    include_str!("migrations/0003_schedule.sql"),
+];
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -35,7 +37,7 @@ impl SqliteStore {
         open_connection(&self.path)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent (it rolls back), so the
         // poisoned guard is still safe to use.
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
