@@ -12,8 +12,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::audit::{Actor, AuditLog, Code, Details, Event, EventKind};
+use crate::auth::links::LinkKeys;
+use crate::auth::staff::StaffAccounts;
 use crate::certs::{self, CertPaths};
 use crate::config::{ServeConfig, TlsSource};
+use crate::demo;
 use crate::health::Readiness;
 use crate::http::{
     self,
@@ -22,6 +25,7 @@ use crate::http::{
     observe::HttpMetrics,
 };
 use crate::metrics::Metrics;
+use crate::schedule::Schedule;
 use crate::store::{SqliteStore, Store};
 
 /// How long open connections may take to finish once shutdown begins.
@@ -29,6 +33,14 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the gateway until `shutdown` resolves, then drains and returns.
 pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    // Poll the shutdown future once so its signal handlers exist before anything else: a
+    // SIGTERM during start-up must lead to a drain, not to the default kill.
+    let mut shutdown = std::pin::pin!(shutdown);
+    let stop_requested_early = tokio::select! {
+        biased;
+        () = &mut shutdown => true,
+        () = std::future::ready(()) => false,
+    };
     let readiness = Arc::new(Readiness::default());
 
     let data_dir = config.data_dir.clone();
@@ -78,8 +90,28 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> a
     );
 
     let tls_listener = TlsListener::spawn(public_tcp, tls, connections.clone(), public_stop.clone())?;
-    let public_router =
-        http::public_router(http_metrics, http::audit_api::AuditApi { audit: audit.clone(), store: store.clone() });
+    let links = {
+        let data_dir = config.data_dir.clone();
+        Arc::new(
+            tokio::task::spawn_blocking(move || LinkKeys::load(&data_dir))
+                .await?
+                .context("cannot load the join-link keys")?,
+        )
+    };
+    let schedule = Schedule::new(store.clone(), audit.clone(), config.windows, links);
+    let staff = StaffAccounts::new(store.clone(), audit.clone());
+    let clock = crate::clock::system();
+    let demo = if config.demo {
+        let (store, staff, schedule) = (store.clone(), staff.clone(), schedule.clone());
+        let now = clock();
+        tokio::task::spawn_blocking(move || demo::seed(store.as_ref(), &staff, &schedule, now))
+            .await?
+            .context("cannot seed the demo")?
+    } else {
+        None
+    };
+    let api = http::api::Api { store: store.clone(), audit: audit.clone(), staff, schedule, clock };
+    let public_router = http::public_router(http_metrics, api);
     let checkpoints_stop = CancellationToken::new();
     let checkpoints = tokio::spawn(audit.clone().run_checkpoints(checkpoints_stop.clone()));
     let public_server = tokio::spawn(
@@ -91,9 +123,17 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> a
     readiness.listeners_bound();
     tracing::info!(listener = "https", addr = %public_addr, "listening");
     tracing::info!(listener = "admin", addr = %admin_addr, "listening");
-    println!("Gatehouse is running. Open {}", browser_url(public_addr));
+    let url = browser_url(public_addr);
+    println!("Gatehouse is running. Open {url}");
+    if let Some(seed) = demo {
+        print_demo(&url, &seed);
+    } else if config.demo {
+        println!("(--demo: this data folder already has staff or rooms, so nothing was seeded.)");
+    }
 
-    shutdown.await;
+    if !stop_requested_early {
+        shutdown.await;
+    }
     tracing::info!("shutdown requested; draining open connections");
     readiness.begin_shutdown();
     public_stop.cancel();
@@ -117,6 +157,17 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> a
     let _ = tokio::time::timeout(Duration::from_secs(1), admin_server).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn print_demo(url: &str, seed: &demo::DemoSeed) {
+    println!();
+    println!("Demo seeded: room \"{}\" with an appointment open now.", seed.room_name);
+    println!("  Room kiosk:      {url}room#credential={}", seed.kiosk_credential);
+    println!("  Consultant link: {url}join/{}", seed.clinician_link_token);
+    println!("  Scheduler:       {url}console  user {}  password {}", seed.scheduler.0, seed.scheduler.1);
+    println!("  Security:        {url}console  user {}  password {}", seed.security.0, seed.security.1);
+    println!("                   TOTP enrolment (add to an authenticator app): {}", seed.security.2);
+    println!("These passwords are shown once. Trust certs/ca.pem in your browser first (see certs/README.md).");
 }
 
 fn version_event(kind: EventKind) -> Event {

@@ -6,8 +6,11 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::audit::{self, Actor, AuditLog, Details, Event, EventKind, VerifyError, export::Format};
+use crate::auth::Caller;
 use crate::auth::api_token;
-use crate::config::{AuditCommand, AuditExportArgs, AuditTokenArgs, AuditVerifyArgs};
+use crate::auth::staff::{NewStaff, StaffAccounts};
+use crate::config::{AuditCommand, AuditExportArgs, AuditTokenArgs, AuditVerifyArgs, StaffAddArgs, StaffCommand};
+use crate::domain::StaffRole;
 use crate::store::{AuditQuery, SqliteStore, Store};
 
 pub fn audit(command: AuditCommand) -> ExitCode {
@@ -142,5 +145,75 @@ fn token(args: &AuditTokenArgs) -> anyhow::Result<()> {
         "This token is shown once. Give it to its holder ({}); send it as 'Authorization: Bearer <token>'.",
         args.label
     );
+    Ok(())
+}
+
+/// The operator at the gateway's console: the actor of CLI actions.
+fn operator() -> Caller {
+    Caller::console()
+}
+
+pub fn staff(command: StaffCommand) -> ExitCode {
+    let result = match command {
+        StaffCommand::Add(args) => staff_add(&args),
+        StaffCommand::List(args) => staff_list(&args.data_dir),
+        StaffCommand::Disable(args) => with_accounts(&args.data.data_dir, |accounts, log| {
+            accounts.disable(&operator(), &args.name)?;
+            log.checkpoint_blocking()?;
+            println!("Disabled {} and ended its sessions.", args.name);
+            Ok(())
+        }),
+        StaffCommand::ResetTotp(args) => with_accounts(&args.data.data_dir, |accounts, log| {
+            let uri = accounts.reset_totp(&operator(), &args.name)?;
+            log.checkpoint_blocking()?;
+            println!("{uri}");
+            eprintln!("Scan this URI (or its QR code) into the authenticator app; the old codes no longer work.");
+            Ok(())
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("{e:#}")),
+    }
+}
+
+fn with_accounts(
+    data_dir: &Path,
+    job: impl FnOnce(&StaffAccounts, &AuditLog) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let store = std::sync::Arc::new(SqliteStore::open(data_dir)?);
+    let log = AuditLog::open(store.database_path(), data_dir)?;
+    let accounts = StaffAccounts::new(store, log.clone());
+    job(&accounts, &log)
+}
+
+fn staff_add(args: &StaffAddArgs) -> anyhow::Result<()> {
+    let role = StaffRole::parse(&args.role).ok_or_else(|| anyhow::anyhow!("unknown role {}", args.role))?;
+    let mut password = String::new();
+    std::io::stdin().read_line(&mut password)?;
+    let password = password.trim_end_matches(['\n', '\r']);
+    with_accounts(&args.data.data_dir, |accounts, log| {
+        let display = args.display_name.as_deref().unwrap_or(&args.name);
+        let new = NewStaff { username: &args.name, display_name: display, role, with_totp: args.totp };
+        let (record, uri) = accounts.create(&operator(), &new, password, jiff::Timestamp::now())?;
+        log.checkpoint_blocking()?;
+        eprintln!("Created {} ({}).", record.username, record.role.as_str());
+        if let Some(uri) = uri {
+            println!("{uri}");
+            eprintln!(
+                "Scan this TOTP enrolment URI into the authenticator app (or type its secret); sign-in needs the code."
+            );
+        }
+        Ok(())
+    })
+}
+
+fn staff_list(data_dir: &Path) -> anyhow::Result<()> {
+    let store = open_existing(data_dir)?;
+    for s in crate::store::StaffStore::list_staff(&store)? {
+        let state = if s.disabled { "disabled" } else { "active" };
+        let totp = if s.totp_secret.is_some() { "totp" } else { "no-totp" };
+        println!("{}\t{}\t{}\t{}\t{}", s.username, s.role.as_str(), state, totp, s.display_name);
+    }
     Ok(())
 }

@@ -33,6 +33,49 @@ pub enum Command {
     /// Verify, export and inspect the audit log; manage its signing key and API tokens.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Manage staff accounts (schedulers, security staff, admins).
+    #[command(subcommand)]
+    Staff(StaffCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StaffCommand {
+    /// Create an account. The password is read from standard input; the TOTP enrolment URI is
+    /// printed for security and admin accounts (and schedulers given --totp).
+    Add(StaffAddArgs),
+    /// List accounts.
+    List(DataDirArg),
+    /// Disable an account and end its sessions.
+    Disable(StaffNameArgs),
+    /// Give an account a new TOTP secret (a lost phone) and print its enrolment URI.
+    ResetTotp(StaffNameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StaffAddArgs {
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// The sign-in name.
+    #[arg(long, value_name = "USERNAME")]
+    pub name: String,
+    /// scheduler, security or admin.
+    #[arg(long, value_parser = ["scheduler", "security", "admin"])]
+    pub role: String,
+    /// The name shown in the console [default: the sign-in name].
+    #[arg(long, value_name = "NAME")]
+    pub display_name: Option<String>,
+    /// Enrol a second factor for a scheduler too (security and admin always have one).
+    #[arg(long)]
+    pub totp: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StaffNameArgs {
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// The sign-in name.
+    #[arg(long, value_name = "USERNAME")]
+    pub name: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,6 +201,13 @@ pub struct ServeSettings {
     /// Log format: text or json [default: text].
     #[arg(long, env = "GATEHOUSE_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// How long before an appointment's start joining opens, e.g. "15m" [default: 15m].
+    #[arg(long, env = "GATEHOUSE_EARLY_JOIN", value_name = "DURATION")]
+    pub early_join: Option<String>,
+    /// How long after an appointment's booked end the session may run before it ends for
+    /// everyone, e.g. "10m" [default: 10m].
+    #[arg(long, env = "GATEHOUSE_OVERRUN", value_name = "DURATION")]
+    pub overrun: Option<String>,
     /// Log filter in tracing's EnvFilter syntax, e.g. "info" or "gatehouse=debug" [default: info].
     #[arg(long, env = "GATEHOUSE_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -168,6 +218,10 @@ pub struct ServeArgs {
     /// Optional TOML file with the same settings (kebab-case keys); flags and environment win.
     #[arg(long, env = "GATEHOUSE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// On an empty data folder, seed a demo room, an appointment open now, and a scheduler and
+    /// a security account, and print how to use them.
+    #[arg(long)]
+    pub demo: bool,
     #[command(flatten)]
     pub settings: ServeSettings,
 }
@@ -183,6 +237,9 @@ pub struct ServeConfig {
     pub hostnames: Vec<String>,
     pub log_format: LogFormat,
     pub log: String,
+    pub windows: crate::schedule::WindowSettings,
+    /// Seed a demo room, appointment and staff accounts into an empty data folder.
+    pub demo: bool,
 }
 
 /// Where the HTTPS certificate comes from.
@@ -228,7 +285,14 @@ impl ServeConfig {
         if let Err(e) = log.parse::<tracing_subscriber::EnvFilter>() {
             return Err(ConfigError::new("--log", format!("{log:?} is not a valid log filter: {e}")));
         }
+        let defaults = crate::schedule::WindowSettings::default();
+        let windows = crate::schedule::WindowSettings {
+            early_join: duration("--early-join", s.early_join.or(file.early_join))?.unwrap_or(defaults.early_join),
+            overrun: duration("--overrun", s.overrun.or(file.overrun))?.unwrap_or(defaults.overrun),
+        };
         let config = Self {
+            windows,
+            demo: args.demo,
             listen,
             admin_listen,
             data_dir: s.data_dir.or(file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
@@ -275,6 +339,18 @@ fn read_file(path: &Path) -> Result<ServeSettings, ConfigError> {
             e.span().map(|span| format!(" (line {})", text[..span.start].lines().count().max(1))).unwrap_or_default();
         ConfigError::new(format!("in {}{place}", path.display()), message)
     })
+}
+
+/// A duration such as "15m", "90s" or "1h 30m", between zero and a day.
+fn duration(setting: &str, value: Option<String>) -> Result<Option<jiff::SignedDuration>, ConfigError> {
+    let Some(text) = value else { return Ok(None) };
+    let parsed: jiff::SignedDuration = text
+        .parse()
+        .map_err(|_| ConfigError::new(setting, format!("{text:?} is not a duration such as 15m, 90s or 1h 30m")))?;
+    if parsed.is_negative() || parsed > jiff::SignedDuration::from_hours(24) {
+        return Err(ConfigError::new(setting, "must be between 0s and 24h"));
+    }
+    Ok(Some(parsed))
 }
 
 fn parse_default(addr: &str) -> SocketAddr {

@@ -47,6 +47,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Audit(command) => commands::audit(command),
+        Command::Staff(command) => commands::staff(command),
     }
 }
 

@@ -58,7 +58,7 @@ pub fn jsonl(records: &[Exported<'_>]) -> Vec<u8> {
     out
 }
 
-const CSV_HEADER: [&str; 18] = [
+const CSV_HEADER: [&str; 19] = [
     "seq",
     "recorded",
     "occurred",
@@ -73,6 +73,7 @@ const CSV_HEADER: [&str; 18] = [
     "session",
     "room",
     "participant",
+    "staff",
     "credential",
     "details",
     "prev",
@@ -102,6 +103,7 @@ pub fn csv(records: &[Exported<'_>]) -> Vec<u8> {
             object.session.as_ref().map(ToString::to_string).unwrap_or_default(),
             object.room.as_ref().map(ToString::to_string).unwrap_or_default(),
             object.participant.as_ref().map(ToString::to_string).unwrap_or_default(),
+            object.staff.as_ref().map(ToString::to_string).unwrap_or_default(),
             object.credential.as_ref().map(ToString::to_string).unwrap_or_default(),
             serde_json::to_string(&rec.details).unwrap_or_default(),
             rec.prev.clone(),
@@ -192,6 +194,7 @@ fn audit_event(r: &Exported<'_>, gateway: &str) -> Value {
         ("session", &rec.object.session),
         ("room", &rec.object.room),
         ("participant", &rec.object.participant),
+        ("staff", &rec.object.staff),
         ("credential", &rec.object.credential),
     ] {
         if let Some(id) = id {

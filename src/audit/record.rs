@@ -123,7 +123,10 @@ pub struct Object {
     pub room: Option<Code>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub participant: Option<Code>,
-    /// The id (never the secret) of an API token, link or device credential.
+    /// The staff account concerned (created, disabled, signed in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staff: Option<Code>,
+    /// The id (never the secret) of an API token, link, lockdown or device credential.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<Code>,
 }

@@ -47,7 +47,6 @@ pub fn authenticate(store: &dyn Store, secret: &str) -> Result<Option<String>, S
     store.api_token_by_hash(&digest(secret))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,12 @@
 
 pub mod api_token;
 pub mod device;
+pub mod link_token;
+pub mod links;
+pub mod password;
 pub mod policy;
+pub mod staff;
+pub mod totp;
 
 use std::net::IpAddr;
 
@@ -16,15 +21,26 @@ use policy::{Principal, Reason};
 pub struct Caller {
     pub principal: Principal,
     pub ip: Option<IpAddr>,
+    /// The operator at the gateway's own console (the CLI), who holds the data folder and so
+    /// needs no permission from the policy.
+    console: bool,
 }
 
 impl Caller {
     pub fn new(principal: Principal, ip: Option<IpAddr>) -> Self {
-        Self { principal, ip }
+        Self { principal, ip, console: false }
+    }
+
+    /// The operator at the gateway's console.
+    pub fn console() -> Self {
+        Self { principal: Principal::Anonymous, ip: None, console: true }
     }
 
     /// The audit log's view of this caller.
     pub fn actor(&self) -> Actor {
+        if self.console {
+            return Actor::Operator;
+        }
         let code = |v: String| Code::new(v).ok();
         match &self.principal {
             Principal::Anonymous => Actor::Anonymous,

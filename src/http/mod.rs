@@ -2,8 +2,8 @@
 //! only module that knows HTTP, status codes and JSON wire types.
 
 pub mod admin;
+pub mod api;
 mod assets;
-pub mod audit_api;
 pub mod error;
 pub mod listener;
 pub mod observe;
@@ -20,9 +20,12 @@ use axum::routing::get;
 use observe::{HttpMetrics, Observer, observe};
 
 /// The public router: the web client and, as later parts land, the API and signalling.
-pub fn public_router(http_metrics: Arc<HttpMetrics>, audit: audit_api::AuditApi) -> Router {
+pub fn public_router(http_metrics: Arc<HttpMetrics>, api: api::Api) -> Router {
+    let (api_routes, openapi) = api::router(api);
+    let openapi = Arc::new(openapi);
     Router::new()
-        .merge(audit_api::routes(audit))
+        .merge(api_routes)
+        .route("/api/openapi.json", get(move || async move { axum::Json(openapi.as_ref().clone()) }))
         .route("/", get(assets::index))
         .route("/static/{*path}", get(assets::static_file))
         .fallback(|| async { error::ApiError::not_found() })

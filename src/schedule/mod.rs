@@ -2,6 +2,7 @@
 //! putting rooms or sites in lockdown. Every operation asks the policy first and is audited,
 //! refusals included. Time is passed in; this module knows nothing of WebRTC or HTTP.
 
+mod links;
 pub mod validate;
 
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::sync::broadcast;
 
 use crate::audit::{AuditError, AuditLog, EventKind, Object};
+use crate::auth::links::LinkKeys;
 use crate::auth::policy::{self, Action, AppointmentFacts, Credential, Decision, Reason, Request, Status};
 use crate::auth::{Caller, code, device};
 use crate::domain::{
@@ -17,6 +19,7 @@ use crate::domain::{
     RoomId, StaffId, Window,
 };
 use crate::store::{AppointmentFilter, LockdownRecord, Store, StoreError};
+pub use links::{Admission, IssuedLink};
 pub use validate::Invalid;
 
 /// The window allowances, from the configuration.
@@ -145,6 +148,8 @@ pub struct Schedule {
     /// Subscribers (live sessions) learn of changes at once, so revocations and lockdowns end
     /// connections within a second.
     changes: broadcast::Sender<Change>,
+    /// Signs and verifies join links.
+    links: Arc<LinkKeys>,
 }
 
 impl std::fmt::Debug for Schedule {
@@ -154,9 +159,9 @@ impl std::fmt::Debug for Schedule {
 }
 
 impl Schedule {
-    pub fn new(store: Arc<dyn Store>, audit: AuditLog, settings: WindowSettings) -> Self {
+    pub fn new(store: Arc<dyn Store>, audit: AuditLog, settings: WindowSettings, links: Arc<LinkKeys>) -> Self {
         let (changes, _) = broadcast::channel(256);
-        Self { store, audit, settings, changes }
+        Self { store, audit, settings, changes, links }
     }
 
     pub fn settings(&self) -> WindowSettings {
@@ -319,7 +324,11 @@ impl Schedule {
                 .guests
                 .iter()
                 .map(|(name, kind)| {
-                    Ok(Guest { id: ParticipantId::new(), display_name: validate::text("guests", name, 100)?, kind: *kind })
+                    Ok(Guest {
+                        id: ParticipantId::new(),
+                        display_name: validate::text("guests", name, 100)?,
+                        kind: *kind,
+                    })
                 })
                 .collect::<Result<_, Invalid>>()?,
             status: AppointmentStatus::Booked,

@@ -40,7 +40,11 @@ pub fn email(field: &'static str, value: &str) -> Result<String, Invalid> {
             !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
         })
         && !value.chars().any(|c| c.is_whitespace() || c.is_control());
-    if ok { Ok(value.to_owned()) } else { Err(invalid(field, "must be an e-mail address such as name@hospital.nhs.uk")) }
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err(invalid(field, "must be an e-mail address such as name@hospital.nhs.uk"))
+    }
 }
 
 /// The patient's pseudonymous identifier. It must not be a name (no spaces) or a prison

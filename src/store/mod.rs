@@ -6,7 +6,9 @@ mod schedule;
 mod sqlite;
 
 pub use audit::{AuditQuery, AuditStore, Batch, RecordIndex, SqliteAuditStore, StoredCheckpoint, StoredRecord, Tail};
-pub use schedule::{AppointmentFilter, LinkRecord, LockdownRecord, ScheduleStore, SessionRecord, StaffRecord, StaffStore};
+pub use schedule::{
+    AppointmentFilter, LinkRecord, LockdownRecord, ScheduleStore, SessionRecord, StaffRecord, StaffStore,
+};
 pub use sqlite::{DATABASE_FILE, SqliteStore};
 
 /// Why the store could not do what was asked. Messages say what to do about it.

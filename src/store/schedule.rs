@@ -5,8 +5,8 @@
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::sqlite::SqliteStore;
 use super::StoreError;
+use super::sqlite::SqliteStore;
 use crate::domain::{
     Appointment, AppointmentId, AppointmentStatus, Guest, GuestKind, LinkId, Lockdown, LockdownScope, ParticipantId,
     ParticipantRole, Room, RoomId, StaffId, StaffRole,
@@ -95,8 +95,11 @@ pub trait ScheduleStore: Send + Sync {
     fn room(&self, id: RoomId) -> Result<Option<Room>, StoreError>;
     fn rooms(&self) -> Result<Vec<Room>, StoreError>;
     fn room_by_device(&self, device_hash: &[u8; 32]) -> Result<Option<Room>, StoreError>;
-    /// Replaces (Some) or revokes (None) a room's device credential.
+    /// Replaces (Some) or revokes (None) a room's device credential; the old one is remembered
+    /// as revoked.
     fn set_room_device(&self, id: RoomId, device_hash: Option<&[u8; 32]>, now: i64) -> Result<(), StoreError>;
+    /// The room whose replaced or revoked credential this was.
+    fn revoked_device(&self, device_hash: &[u8; 32]) -> Result<Option<RoomId>, StoreError>;
 
     /// Inserts the appointment unless a booked appointment of the same room overlaps it.
     fn insert_appointment(&self, appointment: &Appointment, now: i64) -> Result<(), StoreError>;
@@ -231,7 +234,9 @@ impl StaffStore for SqliteStore {
     fn insert_staff(&self, s: &StaffRecord) -> Result<(), StoreError> {
         self.lock()
             .execute(
-                &format!("INSERT INTO staff ({STAFF_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+                &format!(
+                    "INSERT INTO staff ({STAFF_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                ),
                 params![
                     s.id.to_string(),
                     s.username,
@@ -314,8 +319,10 @@ impl StaffStore for SqliteStore {
     }
 
     fn touch_session(&self, token_hash: &[u8; 32], now: i64) -> Result<(), StoreError> {
-        self.lock()
-            .execute("UPDATE staff_sessions SET last_seen_at = ?2 WHERE token_hash = ?1", params![token_hash.as_slice(), now])?;
+        self.lock().execute(
+            "UPDATE staff_sessions SET last_seen_at = ?2 WHERE token_hash = ?1",
+            params![token_hash.as_slice(), now],
+        )?;
         Ok(())
     }
 
@@ -363,7 +370,11 @@ impl ScheduleStore for SqliteStore {
     fn room(&self, id: RoomId) -> Result<Option<Room>, StoreError> {
         Ok(self
             .lock()
-            .query_row("SELECT id, site, name, timezone, device_hash FROM rooms WHERE id = ?1", [id.to_string()], room_row)
+            .query_row(
+                "SELECT id, site, name, timezone, device_hash FROM rooms WHERE id = ?1",
+                [id.to_string()],
+                room_row,
+            )
             .optional()?)
     }
 
@@ -385,11 +396,29 @@ impl ScheduleStore for SqliteStore {
     }
 
     fn set_room_device(&self, id: RoomId, device_hash: Option<&[u8; 32]>, now: i64) -> Result<(), StoreError> {
-        self.lock().execute(
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT OR IGNORE INTO revoked_devices (device_hash, room_id, revoked_at)
+             SELECT device_hash, id, ?2 FROM rooms WHERE id = ?1 AND device_hash IS NOT NULL",
+            params![id.to_string(), now],
+        )?;
+        tx.execute(
             "UPDATE rooms SET device_hash = ?2, device_issued_at = ?3 WHERE id = ?1",
             params![id.to_string(), device_hash.map(|h| h.as_slice()), device_hash.map(|_| now)],
         )?;
+        tx.commit()?;
         Ok(())
+    }
+
+    fn revoked_device(&self, device_hash: &[u8; 32]) -> Result<Option<RoomId>, StoreError> {
+        let room: Option<String> = self
+            .lock()
+            .query_row("SELECT room_id FROM revoked_devices WHERE device_hash = ?1", [device_hash.as_slice()], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(room.map(parse_id).transpose()?)
     }
 
     fn insert_appointment(&self, a: &Appointment, now: i64) -> Result<(), StoreError> {
@@ -432,7 +461,8 @@ impl ScheduleStore for SqliteStore {
     fn reschedule(&self, id: AppointmentId, start: Timestamp, end: Timestamp, now: i64) -> Result<(), StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let room: String = tx.query_row("SELECT room_id FROM appointments WHERE id = ?1", [id.to_string()], |r| r.get(0))?;
+        let room: String =
+            tx.query_row("SELECT room_id FROM appointments WHERE id = ?1", [id.to_string()], |r| r.get(0))?;
         let room: RoomId = parse_id(room)?;
         if let Some(other) = clash(&tx, room, start, end, id)? {
             return Err(StoreError::Clash(other));
@@ -556,7 +586,14 @@ impl ScheduleStore for SqliteStore {
         };
         self.lock().execute(
             "INSERT INTO lockdowns (id, scope, target, reason, placed_by, placed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![r.id.to_string(), scope, target, r.lockdown.reason, r.placed_by.to_string(), r.lockdown.since.as_second()],
+            params![
+                r.id.to_string(),
+                scope,
+                target,
+                r.lockdown.reason,
+                r.placed_by.to_string(),
+                r.lockdown.since.as_second()
+            ],
         )?;
         Ok(())
     }
@@ -579,11 +616,15 @@ impl ScheduleStore for SqliteStore {
 }
 
 fn guests(conn: &rusqlite::Connection, appointment: AppointmentId) -> Result<Vec<Guest>, StoreError> {
-    let mut stmt =
-        conn.prepare("SELECT id, display_name, kind FROM appointment_guests WHERE appointment_id = ?1 ORDER BY position")?;
+    let mut stmt = conn
+        .prepare("SELECT id, display_name, kind FROM appointment_guests WHERE appointment_id = ?1 ORDER BY position")?;
     let rows = stmt.query_map([appointment.to_string()], |row| {
         let kind: String = row.get(2)?;
-        Ok(Guest { id: parse_id(row.get(0)?)?, display_name: row.get(1)?, kind: GuestKind::parse(&kind).unwrap_or(GuestKind::Clinician) })
+        Ok(Guest {
+            id: parse_id(row.get(0)?)?,
+            display_name: row.get(1)?,
+            kind: GuestKind::parse(&kind).unwrap_or(GuestKind::Clinician),
+        })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

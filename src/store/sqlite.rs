@@ -11,7 +11,9 @@ pub const DATABASE_FILE: &str = "gatehouse.db";
 
 /// Migrations in order; the schema version is the number of migrations applied. Never edit a
 /// released one: add a new one, so every data folder follows the same path.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql"), include_str!("migrations/0002_audit.sql"),
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_audit.sql"),
     include_str!("migrations/0003_schedule.sql"),
 ];
 

@@ -4,4 +4,5 @@ mod audit;
 mod audit_api;
 mod audit_crash;
 mod foundation;
+mod schedule;
 mod support;

@@ -32,9 +32,11 @@ impl Gateway {
         (Self::start_in(dir.path(), &[]), dir)
     }
 
-    /// Starts a gateway whose data and certificate folders live under `dir`.
+    /// Starts a gateway whose data and certificate folders live under `dir`. Its clock can be
+    /// moved with [`Gateway::advance_clock`].
     pub fn start_in(dir: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(BINARY)
+            .env("GATEHOUSE_TEST_CLOCK_OFFSET_FILE", dir.join("clock-offset"))
             .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-format", "json"])
             .arg("--data-dir")
             .arg(dir.join("data"))
@@ -78,6 +80,11 @@ impl Gateway {
         Self { child, dir: dir.to_owned(), public: public.unwrap(), admin: admin.unwrap(), log }
     }
 
+    /// Moves the gateway's clock forward by `seconds` (in total, from its start).
+    pub fn set_clock_offset(&self, seconds: i64) {
+        std::fs::write(self.dir.join("clock-offset"), seconds.to_string()).unwrap();
+    }
+
     pub fn ca_path(&self) -> PathBuf {
         self.dir.join("certs").join("ca.pem")
     }
@@ -116,6 +123,70 @@ impl Gateway {
         https_request(self.public, &self.ca_path(), &head, &rustls::version::TLS13).0
     }
 
+    /// Any request on the public listener over TLS 1.3.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+    ) -> Response {
+        let mut head = format!("{method} {path} HTTP/1.1\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        if method != "GET" {
+            head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+        }
+        https_request_with_body(self.public, &self.ca_path(), &head, body.as_bytes())
+    }
+
+    /// Creates a staff account with the CLI; returns its TOTP secret (base32) if one was enrolled.
+    pub fn add_staff(&self, name: &str, role: &str, password: &str, totp: bool) -> Option<String> {
+        let data = self.dir.join("data");
+        let mut args = vec!["staff", "add", "--name", name, "--role", role, "--data-dir", data.to_str().unwrap()];
+        if totp {
+            args.push("--totp");
+        }
+        let mut child = Command::new(BINARY)
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "staff add failed: {}", String::from_utf8_lossy(&out.stderr));
+        let uri = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        uri.split("secret=").nth(1).map(|rest| rest.split('&').next().unwrap().to_owned())
+    }
+
+    /// Signs in through the API; returns the session.
+    pub fn sign_in(&self, name: &str, password: &str, totp_secret: Option<&str>) -> Session {
+        let mut body = serde_json::json!({ "username": name, "password": password });
+        if let Some(secret) = totp_secret {
+            body["totp"] = totp_now(secret).into();
+        }
+        let response = self.request("POST", "/api/v1/session", &[], Some(&body));
+        assert_eq!(response.status, 200, "sign-in failed: {}", response.body);
+        let cookie = response.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
+        Session { cookie, csrf: response.json()["csrf_token"].as_str().unwrap().to_owned() }
+    }
+
+    /// A request as a signed-in staff member, with the CSRF token.
+    pub fn staff_request(
+        &self,
+        session: &Session,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Response {
+        let headers = [("Cookie", session.cookie.as_str()), ("X-CSRF-Token", session.csrf.as_str())];
+        self.request(method, path, &headers, body.as_ref())
+    }
+
     /// `gatehouse audit token` against this gateway's data folder.
     pub fn audit_token(&self) -> String {
         let data = self.dir.join("data");
@@ -140,6 +211,20 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A signed-in staff member's cookie and CSRF token.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub cookie: String,
+    pub csrf: String,
+}
+
+/// The current TOTP code for a base32 secret.
+pub fn totp_now(secret: &str) -> String {
+    let secret = gatehouse::auth::totp::TotpSecret::from_base32(secret).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    gatehouse::auth::totp::code_at(&secret, now, 6)
 }
 
 /// A parsed HTTP/1.1 response.
@@ -212,6 +297,18 @@ pub fn https_get(
     version: &'static rustls::SupportedProtocolVersion,
 ) -> (Response, rustls::ProtocolVersion) {
     https_request(addr, ca, &format!("GET {path} HTTP/1.1\r\n"), version)
+}
+
+/// Sends a request with a body over TLS 1.3.
+pub fn https_request_with_body(addr: SocketAddr, ca: &Path, head: &str, body: &[u8]) -> Response {
+    let config = client_config(ca, &rustls::version::TLS13);
+    let mut conn = rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    write!(tls, "{head}Host: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    tls.write_all(body).unwrap();
+    Response::read(&mut tls)
 }
 
 /// Sends `head` (request line and any headers, each ending in CRLF) over TLS and reads the response.

@@ -87,3 +87,10 @@ CREATE TABLE lockdowns (
     lifted_by TEXT,
     lifted_at INTEGER
 ) STRICT;
+
+-- Device credentials that were replaced or revoked, so a kiosk still holding one is told so.
+CREATE TABLE revoked_devices (
+    device_hash BLOB PRIMARY KEY NOT NULL,
+    room_id     TEXT NOT NULL REFERENCES rooms (id),
+    revoked_at  INTEGER NOT NULL
+) STRICT;

@@ -1,87 +1,86 @@
 //! The audit API for security staff: search, record detail, inclusion proofs, the latest
-//! checkpoint and exports. Every call is itself audited by the audit module; every refusal is
-//! audited here.
+//! checkpoint and exports. Callers are security staff (by session) or holders of a token
+//! issued at the gateway's console. Every call is itself audited by the audit module; every
+//! refusal is audited too.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::Json;
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::ApiError;
-use super::listener::ClientAddr;
+use super::{Api, ClientIp, Staff, audit_error, blocking, refuse};
 use crate::audit::record::{hex, timestamp};
-use crate::audit::{Actor, AuditError, AuditLog, Event, EventKind, export::Format};
-use crate::auth::api_token;
-use crate::store::{AuditQuery, Store, StoredRecord};
+use crate::audit::{Actor, AuditError, Event, EventKind, export::Format};
+use crate::auth::policy::{Action, Credential, Principal, Reason};
+use crate::auth::{Caller, api_token};
+use crate::http::error::{ApiError, ErrorBody};
+use crate::store::{AuditQuery, StoredRecord};
 
-#[derive(Clone)]
-pub struct AuditApi {
-    pub audit: AuditLog,
-    pub store: Arc<dyn Store>,
+pub fn routes() -> OpenApiRouter<Api> {
+    OpenApiRouter::new()
+        .routes(routes!(search))
+        .routes(routes!(record))
+        .routes(routes!(proof))
+        .routes(routes!(checkpoint))
+        .routes(routes!(export))
 }
 
-pub fn routes(state: AuditApi) -> Router {
-    Router::new()
-        .route("/api/v1/audit/records", get(search))
-        .route("/api/v1/audit/records/{seq}", get(record))
-        .route("/api/v1/audit/records/{seq}/proof", get(proof))
-        .route("/api/v1/audit/checkpoint", get(checkpoint))
-        .route("/api/v1/audit/export", get(export))
-        .with_state(state)
-}
-
-/// An authenticated caller of the audit API: today a CLI-issued token; staff accounts with the
-/// `security` role replace it.
+/// An authenticated reader of the audit log: security staff, or a console-issued token.
 struct AuditReader {
     actor: Actor,
     ip: IpAddr,
 }
 
-impl FromRequestParts<AuditApi> for AuditReader {
+impl FromRequestParts<Api> for AuditReader {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AuditApi) -> Result<Self, ApiError> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<ClientAddr>>()
-            .map(|ConnectInfo(ClientAddr(addr))| addr.ip())
-            .ok_or_else(|| ApiError::internal(&"no client address on the request"))?;
-        let secret = parts
+    async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Self, ApiError> {
+        let ClientIp(ip) = ClientIp::from_request_parts(parts, api).await?;
+        let bearer = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .map(str::to_owned);
-        let store = state.store.clone();
-        let id = match secret {
-            Some(secret) => blocking(move || Ok(api_token::authenticate(store.as_ref(), &secret)?)).await?,
-            None => None,
-        };
-        match id.and_then(|id| crate::audit::Code::new(id).ok()) {
-            Some(id) => Ok(Self { actor: Actor::ApiToken { id }, ip }),
-            None => {
-                let refusal = Event::new(EventKind::AuditAccessRefused, Actor::Anonymous).refused("not_authenticated");
-                state.audit.append(refusal.from_ip(ip)).await.map_err(audit_error)?;
-                Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "not_authenticated",
-                    "Sign in first: this needs a valid audit token (Authorization: Bearer ...).",
-                ))
-            }
+            .map(|v| v.trim().to_owned());
+        if let Some(secret) = bearer {
+            let api = api.clone();
+            return blocking(move || {
+                let id = api_token::authenticate(api.store.as_ref(), &secret).map_err(|e| ApiError::internal(&e))?;
+                match id.and_then(|id| crate::audit::Code::new(id).ok()) {
+                    Some(id) => Ok(Self { actor: Actor::ApiToken { id }, ip }),
+                    None => Err(refuse(
+                        &api.audit,
+                        &Caller::new(Principal::Anonymous, Some(ip)),
+                        EventKind::AuditAccessRefused,
+                        Reason::NotAuthenticated,
+                    )),
+                }
+            })
+            .await;
         }
+        let staff = Staff::from_request_parts(parts, api).await?;
+        let api = api.clone();
+        blocking(move || {
+            let now = api.now();
+            api.schedule
+                .authorize(&staff.caller, Action::ReadAudit, None, Credential::Valid, now)
+                .map_err(super::schedule_error)?;
+            Ok(Self { actor: staff.caller.actor(), ip })
+        })
+        .await
     }
 }
 
 /// Filters shared by search and export. Unknown parameters are refused.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 struct Filters {
     from: Option<String>,
@@ -142,11 +141,37 @@ impl Filters {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct RecordView {
     seq: u64,
     leaf_hash: String,
+    /// The record as stored (canonical JSON).
+    #[schema(value_type = Object)]
     record: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+struct RecordPage {
+    records: Vec<RecordView>,
+    /// Pass as `after_seq` for the next page; absent on the last page.
+    next_after_seq: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ProofView {
+    seq: u64,
+    tree_size: u64,
+    leaf_hash: String,
+    root: String,
+    /// The RFC 9162 inclusion path, hex.
+    path: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct CheckpointView {
+    tree_size: u64,
+    /// The C2SP signed note.
+    note: String,
 }
 
 impl RecordView {
@@ -159,9 +184,12 @@ impl RecordView {
     }
 }
 
+/// Searches the audit log, in `seq` order.
+#[utoipa::path(get, path = "/api/v1/audit/records", tag = "audit", params(Filters),
+    responses((status = 200, body = RecordPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn search(
     reader: AuditReader,
-    State(api): State<AuditApi>,
+    State(api): State<Api>,
     filters: Result<Query<Filters>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let filters = filters.map_err(query_error)?.0;
@@ -170,33 +198,39 @@ async fn search(
     }
     let query = filters.to_query()?;
     let audit = api.audit.clone();
-    let records = blocking(move || audit.query(reader.actor, Some(reader.ip), &query)).await?;
+    let records = run(move || audit.query(reader.actor, Some(reader.ip), &query)).await?;
     let next = (records.len() == filters.limit.unwrap_or(100)).then(|| records.last().map(|r| r.seq)).flatten();
     let views: Vec<RecordView> = records.iter().map(RecordView::of).collect();
-    Ok(Json(serde_json::json!({ "records": views, "next_after_seq": next })).into_response())
+    Ok(Json(RecordPage { records: views, next_after_seq: next }).into_response())
 }
 
-async fn record(reader: AuditReader, State(api): State<AuditApi>, Path(seq): Path<u64>) -> Result<Response, ApiError> {
+/// One record with its leaf hash.
+#[utoipa::path(get, path = "/api/v1/audit/records/{seq}", tag = "audit", params(("seq" = u64, Path)),
+    responses((status = 200, body = RecordView), (status = 404, body = ErrorBody)))]
+async fn record(reader: AuditReader, State(api): State<Api>, Path(seq): Path<u64>) -> Result<Response, ApiError> {
     let audit = api.audit.clone();
-    let stored = blocking(move || audit.record(reader.actor, Some(reader.ip), seq)).await?;
+    let stored = run(move || audit.record(reader.actor, Some(reader.ip), seq)).await?;
     Ok(Json(RecordView::of(&stored)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 struct ProofParams {
     tree_size: Option<u64>,
 }
 
+/// An RFC 9162 inclusion proof of one record (default: in the latest checkpoint's tree).
+#[utoipa::path(get, path = "/api/v1/audit/records/{seq}/proof", tag = "audit", params(("seq" = u64, Path), ProofParams),
+    responses((status = 200, body = ProofView), (status = 400, body = ErrorBody)))]
 async fn proof(
     reader: AuditReader,
-    State(api): State<AuditApi>,
+    State(api): State<Api>,
     Path(seq): Path<u64>,
     params: Result<Query<ProofParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let params = params.map_err(query_error)?.0;
     let audit = api.audit.clone();
-    let proof = blocking(move || {
+    let proof = run(move || {
         let tree_size = match params.tree_size {
             Some(size) => size,
             None => audit
@@ -208,19 +242,22 @@ async fn proof(
         audit.inclusion_proof(seq, tree_size)
     })
     .await?;
-    Ok(Json(serde_json::json!({
-        "seq": proof.seq,
-        "tree_size": proof.tree_size,
-        "leaf_hash": hex(&proof.leaf_hash),
-        "root": hex(&proof.root),
-        "path": proof.path.iter().map(|h| hex(h)).collect::<Vec<_>>(),
-    }))
+    Ok(Json(ProofView {
+        seq: proof.seq,
+        tree_size: proof.tree_size,
+        leaf_hash: hex(&proof.leaf_hash),
+        root: hex(&proof.root),
+        path: proof.path.iter().map(|h| hex(h)).collect(),
+    })
     .into_response())
 }
 
-async fn checkpoint(reader: AuditReader, State(api): State<AuditApi>) -> Result<Response, ApiError> {
+/// The latest signed checkpoint, to keep as a pin.
+#[utoipa::path(get, path = "/api/v1/audit/checkpoint", tag = "audit",
+    responses((status = 200, body = CheckpointView), (status = 404, body = ErrorBody)))]
+async fn checkpoint(reader: AuditReader, State(api): State<Api>) -> Result<Response, ApiError> {
     let audit = api.audit.clone();
-    let latest = blocking(move || {
+    let latest = run(move || {
         let latest = audit.latest_checkpoint()?;
         let read = Event::new(EventKind::AuditRead, reader.actor).from_ip(reader.ip);
         audit.append_blocking(read)?;
@@ -235,9 +272,12 @@ async fn checkpoint(reader: AuditReader, State(api): State<AuditApi>) -> Result<
     }
 }
 
+/// Exports matching records as JSON Lines, CSV or a FHIR R4 Bundle of AuditEvent resources.
+#[utoipa::path(get, path = "/api/v1/audit/export", tag = "audit", params(Filters),
+    responses((status = 200, description = "The export file"), (status = 400, body = ErrorBody)))]
 async fn export(
     reader: AuditReader,
-    State(api): State<AuditApi>,
+    State(api): State<Api>,
     filters: Result<Query<Filters>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let filters = filters.map_err(query_error)?.0;
@@ -252,7 +292,7 @@ async fn export(
     }
     let query = filters.to_query()?;
     let audit = api.audit.clone();
-    let bytes = blocking(move || audit.export(reader.actor, Some(reader.ip), format, &query)).await?;
+    let bytes = run(move || audit.export(reader.actor, Some(reader.ip), format, &query)).await?;
     let extension = match format {
         Format::Jsonl => "jsonl",
         Format::Csv => "csv",
@@ -276,24 +316,7 @@ fn query_error(e: axum::extract::rejection::QueryRejection) -> ApiError {
     )
 }
 
-fn audit_error(e: AuditError) -> ApiError {
-    match e {
-        AuditError::Unavailable => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "audit_unavailable",
-            "The audit log cannot be written right now, so nothing can be done. Tell the operator.",
-        ),
-        AuditError::NoSuchRecord(seq) => {
-            ApiError::new(StatusCode::NOT_FOUND, "no_such_record", format!("There is no audit record {seq}."))
-        }
-        AuditError::BadRequest(message) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message),
-        other => ApiError::internal(&other),
-    }
-}
-
-/// Runs blocking store work off the async threads.
-async fn blocking<T: Send + 'static>(
-    job: impl FnOnce() -> Result<T, AuditError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(job).await.map_err(|e| ApiError::internal(&e))?.map_err(audit_error)
+/// Runs audit work off the async threads, mapping its errors.
+async fn run<T: Send + 'static>(job: impl FnOnce() -> Result<T, AuditError> + Send + 'static) -> Result<T, ApiError> {
+    blocking(move || job().map_err(audit_error)).await
 }

@@ -1,0 +1,230 @@
+//! Join links and room devices at the door: issuing and revoking links, and deciding whether a
+//! link holder or a room's kiosk may enter an appointment now. A link works only from the first
+//! browser that used it.
+
+use jiff::Timestamp;
+
+use super::{AppointmentView, Change, Schedule, ScheduleError, object_of};
+use crate::audit::{EventKind, Object};
+use crate::auth::link_token::{LinkClaims, LinkRole};
+use crate::auth::policy::{Action, Credential, Principal, Reason};
+use crate::auth::{Caller, code, device};
+use crate::domain::{AppointmentId, AppointmentStatus, LinkId, ParticipantId, ParticipantRole, RoomId};
+use crate::store::{AppointmentFilter, LinkRecord};
+
+/// A newly issued link: the token goes into the URL sent to the participant, once.
+#[derive(Debug)]
+pub struct IssuedLink {
+    pub record: LinkRecord,
+    pub token: String,
+    pub display_name: String,
+}
+
+/// Someone let through the door: who they are and to which appointment.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub principal: Principal,
+    pub view: AppointmentView,
+    /// The name other participants see; never anything else about them.
+    pub display_name: String,
+    /// The participant (clinician or guest) or room this admission is for.
+    pub participant: ParticipantRole,
+}
+
+fn link_object(view: &AppointmentView, link: LinkId) -> Object {
+    Object { credential: code(link), participant: None, ..object_of(&view.appointment) }
+}
+
+impl Schedule {
+    /// Issues a link for the appointment's clinician or one of its guests, replacing (revoking)
+    /// any earlier link of theirs.
+    pub fn issue_link(
+        &self,
+        caller: &Caller,
+        appointment: AppointmentId,
+        participant: ParticipantId,
+        now: Timestamp,
+    ) -> Result<IssuedLink, ScheduleError> {
+        let view = self.view(appointment)?;
+        self.authorize(caller, Action::IssueLink, Some(&view), Credential::Valid, now)?;
+        let a = &view.appointment;
+        let (role, display_name) = if a.clinician_id == participant {
+            (ParticipantRole::Clinician, a.clinician_name.clone())
+        } else if let Some(guest) = a.guests.iter().find(|g| g.id == participant) {
+            (ParticipantRole::Guest, guest.display_name.clone())
+        } else {
+            return Err(ScheduleError::NotFound("participant on this appointment"));
+        };
+        for old in self.store.links_for(appointment)? {
+            if old.participant == participant && old.revoked_at.is_none() {
+                self.store.revoke_link(old.id, now.as_second())?;
+                self.audit
+                    .append_blocking(caller.event(EventKind::LinkRevoked).with_object(link_object(&view, old.id)))?;
+            }
+        }
+        let record = LinkRecord {
+            id: LinkId::new(),
+            appointment,
+            participant,
+            role,
+            issued_at: now.as_second(),
+            revoked_at: None,
+            bound_browser: None,
+        };
+        let claims = LinkClaims {
+            link_id: record.id.0,
+            appointment: appointment.0,
+            participant: participant.0,
+            role: match role {
+                ParticipantRole::Clinician => LinkRole::Clinician,
+                ParticipantRole::Guest => LinkRole::Guest,
+            },
+            not_before: view.window.opens.as_second().max(0) as u64,
+            // Reconnection is possible until the hard end; new joins close at the booked end (policy).
+            expires: view.window.hard_end.as_second().max(0) as u64,
+        };
+        let token = self.links.sign(&claims).map_err(|_| ScheduleError::Random)?;
+        self.store.insert_link(&record)?;
+        self.audit.append_blocking(caller.event(EventKind::LinkIssued).with_object(link_object(&view, record.id)))?;
+        self.announce(Change::Appointment(appointment));
+        Ok(IssuedLink { record, token, display_name })
+    }
+
+    pub fn links(
+        &self,
+        caller: &Caller,
+        appointment: AppointmentId,
+        now: Timestamp,
+    ) -> Result<Vec<LinkRecord>, ScheduleError> {
+        let view = self.view(appointment)?;
+        self.authorize(caller, Action::ViewSchedule, Some(&view), Credential::Valid, now)?;
+        Ok(self.store.links_for(appointment)?)
+    }
+
+    /// Revokes a link; a live connection made with it ends.
+    pub fn revoke_link(&self, caller: &Caller, link: LinkId, now: Timestamp) -> Result<(), ScheduleError> {
+        let record = self.store.link(link)?.ok_or(ScheduleError::NotFound("link"))?;
+        let view = self.view(record.appointment)?;
+        self.authorize(caller, Action::RevokeLink, Some(&view), Credential::Valid, now)?;
+        self.store.revoke_link(link, now.as_second())?;
+        self.audit.append_blocking(caller.event(EventKind::LinkRevoked).with_object(link_object(&view, link)))?;
+        self.announce(Change::Appointment(record.appointment));
+        Ok(())
+    }
+
+    /// Whether the holder of `token`, in the browser identified by `browser`, may enter now.
+    /// The first browser to use a link is bound to it.
+    pub fn redeem_link(
+        &self,
+        token: &str,
+        expected: Option<AppointmentId>,
+        browser: &[u8; 32],
+        ip: Option<std::net::IpAddr>,
+        now: Timestamp,
+    ) -> Result<Admission, ScheduleError> {
+        let anonymous = Caller::new(Principal::Anonymous, ip);
+        let claims = match self.links.verify(token, now.as_second().max(0) as u64) {
+            Ok(claims) => claims,
+            Err(e) => {
+                let reason = match e.code() {
+                    "window_not_open" => Reason::WindowNotOpen,
+                    "link_expired" => Reason::LinkExpired,
+                    _ => Reason::LinkInvalid,
+                };
+                return Err(self.refuse(&anonymous, EventKind::LinkRefused, reason, Object::default()));
+            }
+        };
+        let link = LinkId(claims.link_id);
+        let Some(record) = self.store.link(link)? else {
+            return Err(self.refuse(&anonymous, EventKind::LinkRefused, Reason::LinkInvalid, Object::default()));
+        };
+        let role = record.role;
+        let principal = Principal::Link { link, appointment: AppointmentId(claims.appointment), role };
+        let caller = Caller::new(principal.clone(), ip);
+        // The policy refuses a link presented for another appointment (scope check).
+        let view = match self.view(expected.unwrap_or(record.appointment)) {
+            Ok(view) => view,
+            Err(ScheduleError::NotFound(_)) => {
+                return Err(self.refuse(&caller, EventKind::LinkRefused, Reason::LinkInvalid, Object::default()));
+            }
+            Err(e) => return Err(e),
+        };
+        // A link is bound by its first successful use, so a refused early click on one device
+        // does not lock the consultant out of the browser they join from later.
+        let credential = match (record.revoked_at, record.bound_browser) {
+            (Some(_), _) => Credential::Revoked,
+            (None, Some(bound)) if bound != *browser => Credential::BoundElsewhere,
+            (None, _) => Credential::Valid,
+        };
+        self.authorize(&caller, Action::Join, Some(&view), credential, now)?;
+        if record.bound_browser.is_none() {
+            if self.store.bind_link(link, browser)?.as_ref() != Some(browser) {
+                // Another browser won the race for this link.
+                let object = link_object(&view, link);
+                return Err(self.refuse(&caller, EventKind::LinkRefused, Reason::LinkBoundElsewhere, object));
+            }
+            self.audit.append_blocking(caller.event(EventKind::LinkUsed).with_object(link_object(&view, link)))?;
+        }
+        let display_name = if role == ParticipantRole::Clinician {
+            view.appointment.clinician_name.clone()
+        } else {
+            view.appointment
+                .guests
+                .iter()
+                .find(|g| g.id == record.participant)
+                .map(|g| g.display_name.clone())
+                .unwrap_or_default()
+        };
+        Ok(Admission { principal, view, display_name, participant: role })
+    }
+
+    /// Whether a room's kiosk, by its device credential, may enter its current appointment.
+    pub fn admit_room(
+        &self,
+        presented: &str,
+        ip: Option<std::net::IpAddr>,
+        now: Timestamp,
+    ) -> Result<(RoomId, Result<Admission, ScheduleError>), ScheduleError> {
+        let anonymous = Caller::new(Principal::Anonymous, ip);
+        let Some(hash) = device::lookup_hash(presented) else {
+            return Err(self.refuse(&anonymous, EventKind::AccessDenied, Reason::NotAuthenticated, Object::default()));
+        };
+        let Some(room) = self.store.room_by_device(&hash)? else {
+            return Err(match self.store.revoked_device(&hash)? {
+                Some(room) => {
+                    let caller = Caller::new(Principal::Room { room }, ip);
+                    let object = Object { room: code(room), ..Object::default() };
+                    self.refuse(&caller, EventKind::AccessDenied, Reason::DeviceRevoked, object)
+                }
+                None => self.refuse(&anonymous, EventKind::AccessDenied, Reason::NotAuthenticated, Object::default()),
+            });
+        };
+        let caller = Caller::new(Principal::Room { room: room.id }, ip);
+        Ok((room.id, self.room_admission(&caller, room.id, now)))
+    }
+
+    fn room_admission(&self, caller: &Caller, room: RoomId, now: Timestamp) -> Result<Admission, ScheduleError> {
+        // The room's current or next appointment that is not over.
+        let filter = AppointmentFilter {
+            room: Some(room),
+            from: Some(now - self.settings.overrun),
+            to: None,
+            status: None,
+            limit: 20,
+        };
+        let next = self
+            .store
+            .appointments(&filter)?
+            .into_iter()
+            .filter(|a| !matches!(a.status, AppointmentStatus::Cancelled { .. } | AppointmentStatus::Ended))
+            .find(|a| a.end + self.settings.overrun > now);
+        let view = match next {
+            Some(a) => Some(self.view_of(a)?),
+            None => None,
+        };
+        self.authorize(caller, Action::Join, view.as_ref(), Credential::Valid, now)?;
+        let view = view.ok_or(ScheduleError::Denied(Reason::RoomNotBooked))?;
+        let display_name = view.room.name.clone();
+        Ok(Admission { principal: caller.principal.clone(), view, display_name, participant: ParticipantRole::Guest })
+    }
+}
