@@ -487,3 +487,60 @@ impl Schedule {
 pub fn object_of(appointment: &Appointment) -> Object {
     Object { appointment: code(appointment.id), room: code(appointment.room), ..Object::default() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::policy::Principal;
+    use crate::domain::StaffRole;
+    use crate::store::SqliteStore;
+
+    fn schedule(dir: &std::path::Path) -> Schedule {
+        let store = Arc::new(SqliteStore::open(dir).unwrap());
+        let audit = AuditLog::open(store.database_path(), dir).unwrap();
+        let links = Arc::new(LinkKeys::load(dir).unwrap());
+        Schedule::new(store, audit, WindowSettings::default(), links)
+    }
+
+    /// Live sessions rely on hearing of every change that could end a connection.
+    #[test]
+    fn changes_that_can_end_live_connections_are_announced() {
+        let dir = tempfile::tempdir().unwrap();
+        let schedule = schedule(dir.path());
+        let mut changes = schedule.subscribe();
+        let now = Timestamp::now();
+        let scheduler = Caller::new(Principal::Staff { id: StaffId::new(), role: StaffRole::Scheduler }, None);
+        let security = Caller::new(Principal::Staff { id: StaffId::new(), role: StaffRole::Security }, None);
+        let (room, _) = schedule.enrol_room(&scheduler, "HMP A", "Room", "Europe/London", now).unwrap();
+        let new = NewAppointment {
+            room: room.id,
+            start: now,
+            end: now + SignedDuration::from_mins(30),
+            clinician_name: "Dr A".into(),
+            clinician_email: "a@b.nhs.uk".into(),
+            patient_pseudonym: "PT-1A".into(),
+            escort_name: "Nurse B".into(),
+            guests: vec![],
+        };
+        let view = schedule.book(&scheduler, new, now).unwrap();
+        let id = view.appointment.id;
+        let link = schedule.issue_link(&scheduler, id, view.appointment.clinician_id, now).unwrap();
+        assert_eq!(changes.try_recv().unwrap(), Change::Appointment(id));
+        schedule.revoke_link(&scheduler, link.record.id, now).unwrap();
+        assert_eq!(changes.try_recv().unwrap(), Change::Appointment(id));
+        schedule.revoke_device(&scheduler, room.id, now).unwrap();
+        assert_eq!(changes.try_recv().unwrap(), Change::Room(room.id));
+        schedule.place_lockdown(&security, LockdownScope::Site("HMP A".into()), "Drill", now).unwrap();
+        assert_eq!(changes.try_recv().unwrap(), Change::Site("HMP A".into()));
+        schedule.cancel(&scheduler, id, "Moved", now).unwrap();
+        assert_eq!(changes.try_recv().unwrap(), Change::Appointment(id));
+        // And the policy, asked again for the live participant, now says no.
+        let view = schedule.view(id).unwrap();
+        let clinician = Caller::new(
+            Principal::Link { link: link.record.id, appointment: id, role: crate::domain::ParticipantRole::Clinician },
+            None,
+        );
+        let denied = schedule.authorize(&clinician, Action::Remain, Some(&view), Credential::Valid, now).unwrap_err();
+        assert!(matches!(denied, ScheduleError::Denied(Reason::RoomLockedDown)), "{denied}");
+    }
+}

@@ -496,3 +496,164 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn staff_accounts_are_managed_from_the_cli() {
+    let desk = Desk::new();
+    let gw = &desk.gw;
+    let data = gw.dir.join("data");
+    let data = data.to_str().unwrap();
+    let (code, out, _) = crate::support::run_cli(&["staff", "list", "--data-dir", data], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("sched\tscheduler\tactive\tno-totp"), "{out}");
+    assert!(out.contains("officer\tsecurity\tactive\ttotp"), "{out}");
+    // A weak password is refused with a reason.
+    let weak = std::process::Command::new(crate::support::BINARY)
+        .args(["staff", "add", "--name", "weak", "--role", "scheduler", "--data-dir", data])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(b"short\n")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("12"), "{}", String::from_utf8_lossy(&weak.stderr));
+
+    // Disabling ends the account's sessions and stops sign-in.
+    let session = gw.sign_in("sched", PASSWORD, None);
+    let (code, _, err) = crate::support::run_cli(&["staff", "disable", "--name", "sched", "--data-dir", data], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_refused(&gw.staff_request(&session, "GET", "/api/v1/rooms", None), 401, "not_authenticated");
+    let again = gw.request("POST", "/api/v1/session", &[], Some(&json!({ "username": "sched", "password": PASSWORD })));
+    assert_refused(&again, 401, "not_authenticated");
+
+    // A new TOTP secret replaces the old one.
+    let (code, uri, _) =
+        crate::support::run_cli(&["staff", "reset-totp", "--name", "officer", "--data-dir", data], &[]);
+    assert_eq!(code, 0);
+    let secret = uri.trim().split("secret=").nth(1).unwrap().split('&').next().unwrap().to_owned();
+    let officer = gw.sign_in("officer", PASSWORD, Some(&secret));
+    // Security staff read the audit log; a scheduler may not.
+    let scheduler = {
+        gw.add_staff("sched2", "scheduler", PASSWORD, false);
+        gw.sign_in("sched2", PASSWORD, None)
+    };
+    assert_refused(&gw.staff_request(&scheduler, "GET", "/api/v1/audit/records", None), 403, "role_forbidden");
+    let denied = gw.staff_request(&officer, "GET", "/api/v1/audit/records?kind=access.denied&outcome=refused", None);
+    assert_eq!(denied.status, 200, "{}", denied.body);
+    assert!(denied.body.contains("role_forbidden"), "{}", denied.body);
+}
+
+#[test]
+fn appointments_are_listed_by_room_time_and_status_in_the_rooms_time_zone() {
+    let desk = Desk::new();
+    let gw = &desk.gw;
+    let a = desk.booked(30, 60);
+    let b = desk.booked(120, 150);
+    let id = b["id"].as_str().unwrap();
+    gw.staff_request(
+        &desk.scheduler,
+        "POST",
+        &format!("/api/v1/appointments/{id}/cancel"),
+        Some(json!({ "reason": "Patient transferred" })),
+    );
+    let list = |query: &str| -> Vec<String> {
+        let r = gw.staff_request(&desk.scheduler, "GET", &format!("/api/v1/appointments?{query}"), None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json().as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(list(&format!("room={}", desk.room_id())).len(), 2);
+    assert_eq!(list("status=cancelled"), vec![id.to_owned()]);
+    assert_eq!(list("status=booked"), vec![a["id"].as_str().unwrap().to_owned()]);
+    let soon = (jiff::Timestamp::now() + jiff::SignedDuration::from_mins(90)).to_string();
+    assert_eq!(list(&format!("to={soon}")), vec![a["id"].as_str().unwrap().to_owned()]);
+    assert_refused(
+        &gw.staff_request(&desk.scheduler, "GET", "/api/v1/appointments?status=maybe", None),
+        400,
+        "invalid_request",
+    );
+    // Stored in UTC, shown in the room's zone (London is UTC+0 in winter, +1 in summer).
+    let start: jiff::Timestamp = a["start"].as_str().unwrap().parse().unwrap();
+    let local = start.in_tz("Europe/London").unwrap().strftime("%Y-%m-%dT%H:%M:%S%:z").to_string();
+    assert_eq!(a["start_local"], local);
+    assert_eq!(a["room"]["timezone"], "Europe/London");
+}
+
+#[test]
+fn the_demo_seeds_a_working_consultation_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(crate::support::BINARY)
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-format", "json"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--certs-dir")
+        .arg(dir.path().join("certs"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.starts_with("These passwords are shown once");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = printed.join("\n");
+    let find = |label: &str| -> String {
+        printed
+            .iter()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no {label} in:\n{text}"))
+            .clone()
+    };
+    let kiosk = find("Room kiosk:");
+    let credential = kiosk.split("credential=").nth(1).unwrap().trim().to_owned();
+    let link = find("Consultant link:");
+    let token = link.rsplit("/join/").next().unwrap().trim().to_owned();
+    let scheduler_password = find("Scheduler:").split("password ").nth(1).unwrap().trim().to_owned();
+    assert!(find("Security:").contains("user security"), "{text}");
+    assert!(text.contains("otpauth://totp/"), "{text}");
+
+    // The same data folder, served again (without --demo): what was printed works.
+    let gw = Gateway::start_in(dir.path(), &[]);
+    let room = gw.request("POST", "/api/v1/join/room", &[], Some(&json!({ "device_credential": credential })));
+    assert_eq!(room.status, 200, "{}", room.body);
+    assert_eq!(room.json()["appointment"]["status"], "open");
+    let consultant = gw.request("POST", "/api/v1/join/link", &[], Some(&json!({ "token": token })));
+    assert_eq!(consultant.status, 200, "{}", consultant.body);
+    assert_eq!(consultant.json()["role"], "clinician");
+    gw.sign_in("scheduler", &scheduler_password, None);
+    drop(gw);
+
+    // --demo on a folder that has data seeds nothing more.
+    let (code, out, _) = crate::support::run_cli(
+        &["serve", "--demo", "--listen", "127.0.0.1:1", "--admin-listen", "127.0.0.1:1"],
+        &[
+            ("GATEHOUSE_DATA_DIR", dir.path().join("data").to_str().unwrap()),
+            ("GATEHOUSE_CERTS_DIR", dir.path().join("certs").to_str().unwrap()),
+        ],
+    );
+    assert_ne!(code, 0, "port 1 should not be bindable: {out}");
+    assert!(!out.contains("Demo seeded"), "{out}");
+    let (_, list, _) =
+        crate::support::run_cli(&["staff", "list", "--data-dir", dir.path().join("data").to_str().unwrap()], &[]);
+    assert_eq!(list.lines().count(), 2, "{list}");
+}
+
+#[test]
+fn without_demo_nothing_is_seeded() {
+    let (gw, _dir) = Gateway::start();
+    let data = gw.dir.join("data");
+    let (_, list, _) = crate::support::run_cli(&["staff", "list", "--data-dir", data.to_str().unwrap()], &[]);
+    assert!(list.trim().is_empty(), "{list}");
+}
