@@ -9,7 +9,9 @@ use crate::audit::{self, Actor, AuditLog, Details, Event, EventKind, VerifyError
 use crate::auth::Caller;
 use crate::auth::api_token;
 use crate::auth::staff::{NewStaff, StaffAccounts};
-use crate::config::{AuditCommand, AuditExportArgs, AuditTokenArgs, AuditVerifyArgs, StaffAddArgs, StaffCommand};
+use crate::config::{
+    AuditCommand, AuditExportArgs, AuditTokenArgs, AuditVerifyArgs, KeysCommand, StaffAddArgs, StaffCommand,
+};
 use crate::domain::StaffRole;
 use crate::store::{AuditQuery, SqliteStore, Store};
 
@@ -216,4 +218,19 @@ fn staff_list(data_dir: &Path) -> anyhow::Result<()> {
         println!("{}\t{}\t{}\t{}\t{}", s.username, s.role.as_str(), state, totp, s.display_name);
     }
     Ok(())
+}
+
+pub fn keys(command: KeysCommand) -> ExitCode {
+    let KeysCommand::RotateLinkKey(args) = command;
+    let result = (|| -> anyhow::Result<()> {
+        let (_store, log) = open_log(&args.data_dir)?;
+        crate::auth::links::LinkKeys::rotate(&args.data_dir)?;
+        record(&log, Event::new(EventKind::LinkKeyRotated, Actor::Operator))?;
+        println!("New join-link signing key. Links issued before stay valid. Restart the gateway to sign with it.");
+        Ok(())
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("{e:#}")),
+    }
 }

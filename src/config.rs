@@ -36,6 +36,16 @@ pub enum Command {
     /// Manage staff accounts (schedulers, security staff, admins).
     #[command(subcommand)]
     Staff(StaffCommand),
+    /// Manage the join-link signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new join-link signing key. Links issued before stay valid; restart the gateway so
+    /// that it signs new links with the new key.
+    RotateLinkKey(DataDirArg),
 }
 
 #[derive(Debug, Subcommand)]

@@ -48,6 +48,7 @@ fn main() -> ExitCode {
         }
         Command::Audit(command) => commands::audit(command),
         Command::Staff(command) => commands::staff(command),
+        Command::Keys(command) => commands::keys(command),
     }
 }
 

@@ -64,6 +64,7 @@ event_kinds! {
     LinkUsed => "link.used",
     LinkRefused => "link.refused",
     LinkRevoked => "link.revoked",
+    LinkKeyRotated => "link.key_rotated",
     LockdownPlaced => "lockdown.placed",
     LockdownLifted => "lockdown.lifted",
     AccessDenied => "access.denied",

@@ -114,3 +114,32 @@ fn write_private(path: &Path, pkcs8: &[u8]) -> Result<(), LinkKeyError> {
     file.write_all(pkcs8).and_then(|()| file.sync_all()).map_err(io)?;
     fs::rename(&tmp, path).map_err(io)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::link_token::LinkRole;
+
+    #[test]
+    fn links_signed_before_a_rotation_still_verify_and_the_key_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let claims = LinkClaims {
+            link_id: uuid::Uuid::new_v4(),
+            appointment: uuid::Uuid::new_v4(),
+            participant: uuid::Uuid::new_v4(),
+            role: LinkRole::Guest,
+            not_before: 100,
+            expires: 200,
+        };
+        let old = LinkKeys::load(dir.path()).unwrap().sign(&claims).unwrap();
+        let mode = fs::metadata(dir.path().join("keys").join(SIGNING_KEY_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let rotated = LinkKeys::rotate(dir.path()).unwrap();
+        let new = rotated.sign(&claims).unwrap();
+        assert_ne!(old.split('.').next(), new.split('.').next(), "the key id changes");
+        let reloaded = LinkKeys::load(dir.path()).unwrap();
+        assert_eq!(reloaded.verify(&old, 150).unwrap(), claims);
+        assert_eq!(reloaded.verify(&new, 150).unwrap(), claims);
+    }
+}
