@@ -4,7 +4,6 @@
 //! `ca.pem` once in a test browser. Production deployments pass real files with `--tls-cert/--tls-key`.
 
 use std::fs;
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -107,14 +106,12 @@ fn subject_alt_names(hostnames: &[String]) -> Result<Vec<SanType>, rcgen::Error>
         .collect()
 }
 
-/// Writes the whole file with its final mode from the start, so a private key is never readable by others.
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CertError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| CertError::Io { action: "write", path: path.into(), source };
-    let tmp = path.with_extension("tmp");
-    let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(io)?;
-    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(io)?;
-    fs::rename(&tmp, path).map_err(io)
+    crate::files::write_atomic(path, bytes, mode).map_err(|source| CertError::Io {
+        action: "write",
+        path: path.into(),
+        source,
+    })
 }
 
 /// Builds the rustls server configuration: TLS 1.2 and 1.3 only, rustls' safe cipher suites,

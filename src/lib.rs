@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod files;
 pub mod health;
 pub mod http;
 pub mod metrics;

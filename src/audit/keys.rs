@@ -3,8 +3,6 @@
 //! checkpoints stay verifiable.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::note::{self, NoteSigner, NoteVerifier};
@@ -101,28 +99,15 @@ impl KeyRing {
             return Ok(());
         }
         let path = self.dir.join(VERIFIERS_FILE);
-        self.create_dir()?;
-        let io = |source| KeyError::Io { action: "write", path: path.clone(), source };
-        let mut file = fs::OpenOptions::new().create(true).append(true).mode(0o644).open(&path).map_err(io)?;
-        writeln!(file, "{key}").and_then(|()| file.sync_all()).map_err(io)
-    }
-
-    fn create_dir(&self) -> Result<(), KeyError> {
-        fs::create_dir_all(&self.dir).map_err(|source| KeyError::Io {
-            action: "create",
-            path: self.dir.clone(),
-            source,
-        })
+        crate::files::append_line(&path, &key).map_err(|source| KeyError::Io { action: "write", path, source })
     }
 
     fn write(&self, path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {
-        self.create_dir()?;
-        let io = |source| KeyError::Io { action: "write", path: path.into(), source };
-        let tmp = path.with_extension("tmp");
-        let mut file =
-            fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(io)?;
-        file.write_all(bytes).and_then(|()| file.sync_all()).map_err(io)?;
-        fs::rename(&tmp, path).map_err(io)
+        crate::files::write_atomic(path, bytes, mode).map_err(|source| KeyError::Io {
+            action: "write",
+            path: path.into(),
+            source,
+        })
     }
 }
 

@@ -2,8 +2,6 @@
 //! every earlier public key stays trusted so links issued before a rotation keep working.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::link_token::{self, LinkClaims, LinkError, LinkSigner, LinkVerifier};
@@ -101,20 +99,20 @@ fn remember(dir: &Path, key: &[u8; 32]) -> Result<(), LinkKeyError> {
         return Ok(());
     }
     let path = dir.join(PUBLIC_KEYS_FILE);
-    let io = |source| LinkKeyError::Io { action: "write", path: path.clone(), source };
-    fs::create_dir_all(dir).map_err(io)?;
-    let mut file = fs::OpenOptions::new().create(true).append(true).mode(0o644).open(&path).map_err(io)?;
-    writeln!(file, "{}", hex::encode(key)).and_then(|()| file.sync_all()).map_err(io)
+    crate::files::append_line(&path, &hex::encode(key)).map_err(|source| LinkKeyError::Io {
+        action: "write",
+        path,
+        source,
+    })
 }
 
 fn write_private(path: &Path, pkcs8: &[u8]) -> Result<(), LinkKeyError> {
-    let io = |source| LinkKeyError::Io { action: "write", path: path.into(), source };
-    let tmp = path.with_extension("tmp");
-    let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
-    file.write_all(pkcs8).and_then(|()| file.sync_all()).map_err(io)?;
-    fs::rename(&tmp, path).map_err(io)
+    crate::files::write_atomic(path, pkcs8, 0o600).map_err(|source| LinkKeyError::Io {
+        action: "write",
+        path: path.into(),
+        source,
+    })
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

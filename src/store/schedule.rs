@@ -227,6 +227,8 @@ fn unique(e: rusqlite::Error, what: &str) -> StoreError {
 
 const STAFF_COLUMNS: &str = "id, username, display_name, role, password_hash, totp_secret, totp_last_step, disabled, \
                              failed_sign_ins, first_failure_at, locked_until, created_at";
+const ROOM_COLUMNS: &str = "id, site, name, timezone, device_hash";
+const LINK_COLUMNS: &str = "id, appointment_id, participant_id, role, issued_at, revoked_at, bound_browser";
 const APPOINTMENT_COLUMNS: &str = "id, room_id, start_at, end_at, clinician_id, clinician_name, clinician_email, \
                                    patient_pseudonym, escort_name, status, status_reason, booked_by";
 
@@ -380,7 +382,7 @@ impl ScheduleStore for SqliteStore {
 
     fn rooms(&self) -> Result<Vec<Room>, StoreError> {
         let conn = self.lock();
-        let mut stmt = conn.prepare("SELECT id, site, name, timezone, device_hash FROM rooms ORDER BY site, name")?;
+        let mut stmt = conn.prepare(&format!("SELECT {ROOM_COLUMNS} FROM rooms ORDER BY site, name"))?;
         Ok(stmt.query_map([], room_row)?.collect::<Result<_, _>>()?)
     }
 
@@ -388,7 +390,7 @@ impl ScheduleStore for SqliteStore {
         Ok(self
             .lock()
             .query_row(
-                "SELECT id, site, name, timezone, device_hash FROM rooms WHERE device_hash = ?1",
+                &format!("SELECT {ROOM_COLUMNS} FROM rooms WHERE device_hash = ?1"),
                 [device_hash.as_slice()],
                 room_row,
             )
@@ -541,20 +543,15 @@ impl ScheduleStore for SqliteStore {
     fn link(&self, id: LinkId) -> Result<Option<LinkRecord>, StoreError> {
         Ok(self
             .lock()
-            .query_row(
-                "SELECT id, appointment_id, participant_id, role, issued_at, revoked_at, bound_browser FROM join_links WHERE id = ?1",
-                [id.to_string()],
-                link_row,
-            )
+            .query_row(&format!("SELECT {LINK_COLUMNS} FROM join_links WHERE id = ?1"), [id.to_string()], link_row)
             .optional()?)
     }
 
     fn links_for(&self, appointment: AppointmentId) -> Result<Vec<LinkRecord>, StoreError> {
         let conn = self.lock();
-        let mut stmt = conn.prepare(
-            "SELECT id, appointment_id, participant_id, role, issued_at, revoked_at, bound_browser FROM join_links
-             WHERE appointment_id = ?1 ORDER BY issued_at, id",
-        )?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {LINK_COLUMNS} FROM join_links WHERE appointment_id = ?1 ORDER BY issued_at, id"
+        ))?;
         Ok(stmt.query_map([appointment.to_string()], link_row)?.collect::<Result<_, _>>()?)
     }
 
