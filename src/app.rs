@@ -26,6 +26,7 @@ use crate::http::{
 };
 use crate::metrics::Metrics;
 use crate::schedule::Schedule;
+use crate::session::Sessions;
 use crate::store::{SqliteStore, Store};
 
 /// How long open connections may take to finish once shutdown begins.
@@ -110,7 +111,17 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> a
     } else {
         None
     };
-    let api = http::api::Api { store: store.clone(), audit: audit.clone(), staff, schedule, clock };
+    let (sfu, _media_loop) = crate::sfu::Sfu::start(crate::sfu::SfuConfig {
+        udp_bind: config.media_listen,
+        public_ips: config.public_ips.clone(),
+    })
+    .await
+    .with_context(|| format!("cannot serve media on UDP {} (--media-port)", config.media_listen))?;
+    let sfu_events = sfu.events();
+    let media_addr = sfu.local_addr();
+    let sessions_stop = CancellationToken::new();
+    let sessions = Sessions::start(schedule.clone(), sfu, sfu_events, clock.clone(), sessions_stop.clone());
+    let api = http::api::Api { store: store.clone(), audit: audit.clone(), staff, schedule, sessions, clock };
     let public_router = http::public_router(http_metrics, api);
     let checkpoints_stop = CancellationToken::new();
     let checkpoints = tokio::spawn(audit.clone().run_checkpoints(checkpoints_stop.clone()));
@@ -123,6 +134,7 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> a
     readiness.listeners_bound();
     tracing::info!(listener = "https", addr = %public_addr, "listening");
     tracing::info!(listener = "admin", addr = %admin_addr, "listening");
+    tracing::info!(listener = "media", addr = %media_addr, "listening");
     let url = browser_url(public_addr);
     println!("Gatehouse is running. Open {url}");
     if let Some(seed) = demo {
@@ -136,6 +148,8 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> a
     }
     tracing::info!("shutdown requested; draining open connections");
     readiness.begin_shutdown();
+    // Live sessions tell their participants the gateway is going away; their WebSockets then close.
+    sessions_stop.cancel();
     public_stop.cancel();
     connections.close();
     if tokio::time::timeout(DRAIN_TIMEOUT, connections.wait()).await.is_err() {

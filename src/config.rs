@@ -13,6 +13,7 @@ use serde::Deserialize;
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_DATA_DIR: &str = "./data";
+pub const DEFAULT_MEDIA_PORT: u16 = 8443;
 pub const DEFAULT_CERTS_DIR: &str = "./certs";
 
 /// Gatehouse: a secure video gateway for clinical consultations between prison rooms and hospitals.
@@ -211,6 +212,15 @@ pub struct ServeSettings {
     /// Log format: text or json [default: text].
     #[arg(long, env = "GATEHOUSE_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// UDP port for all media, on the --listen address: one port serves every participant
+    /// [default: 8443].
+    #[arg(long, env = "GATEHOUSE_MEDIA_PORT", value_name = "PORT")]
+    pub media_port: Option<u16>,
+    /// Public address to advertise in media candidates when behind 1:1 NAT (repeatable;
+    /// comma-separated in the environment) [default: the bound address].
+    #[arg(long = "public-ip", env = "GATEHOUSE_PUBLIC_IPS", value_delimiter = ',', value_name = "IP")]
+    #[serde(default, rename = "public-ips")]
+    pub public_ips: Vec<std::net::IpAddr>,
     /// How long before an appointment's start joining opens, e.g. "15m" [default: 15m].
     #[arg(long, env = "GATEHOUSE_EARLY_JOIN", value_name = "DURATION")]
     pub early_join: Option<String>,
@@ -248,6 +258,9 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
     pub log: String,
     pub windows: crate::schedule::WindowSettings,
+    /// The UDP address media is served on.
+    pub media_listen: SocketAddr,
+    pub public_ips: Vec<std::net::IpAddr>,
     /// Seed a demo room, appointment and staff accounts into an empty data folder.
     pub demo: bool,
 }
@@ -300,7 +313,11 @@ impl ServeConfig {
             early_join: duration("--early-join", s.early_join.or(file.early_join))?.unwrap_or(defaults.early_join),
             overrun: duration("--overrun", s.overrun.or(file.overrun))?.unwrap_or(defaults.overrun),
         };
+        let media_listen = SocketAddr::new(listen.ip(), s.media_port.or(file.media_port).unwrap_or(DEFAULT_MEDIA_PORT));
+        let public_ips = if s.public_ips.is_empty() { file.public_ips } else { s.public_ips };
         let config = Self {
+            media_listen,
+            public_ips,
             windows,
             demo: args.demo,
             listen,

@@ -14,5 +14,8 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod schedule;
+pub mod session;
+pub mod sfu;
+pub mod signal;
 pub mod store;
 pub mod telemetry;

@@ -68,6 +68,16 @@ event_kinds! {
     LockdownPlaced => "lockdown.placed",
     LockdownLifted => "lockdown.lifted",
     AccessDenied => "access.denied",
+    SessionJoined => "session.joined",
+    SessionWaiting => "session.waiting",
+    SessionAdmitted => "session.admitted",
+    SessionLeft => "session.left",
+    SessionReconnected => "session.reconnected",
+    SessionWarned => "session.warned",
+    SessionEnded => "session.ended",
+    SessionTerminated => "session.terminated",
+    SessionRefused => "session.refused",
+    MediaFailed => "media.failed",
 }
 
 impl EventKind {

@@ -14,6 +14,16 @@ pub async fn index() -> Response {
     serve_file("index.html")
 }
 
+/// The room kiosk page.
+pub async fn room() -> Response {
+    serve_file("room.html")
+}
+
+/// The consultant's and guests' page; the link token is read from the path by the page.
+pub async fn join() -> Response {
+    serve_file("join.html")
+}
+
 /// Any other file of the web client, by its path under `web-client/`.
 pub async fn static_file(Path(path): Path<String>) -> Response {
     serve_file(&path)

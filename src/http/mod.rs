@@ -7,6 +7,7 @@ mod assets;
 pub mod error;
 pub mod listener;
 pub mod observe;
+mod ws;
 
 use std::sync::Arc;
 
@@ -21,12 +22,16 @@ use observe::{HttpMetrics, Observer, observe};
 
 /// The public router: the web client and, as later parts land, the API and signalling.
 pub fn public_router(http_metrics: Arc<HttpMetrics>, api: api::Api) -> Router {
+    let ws_routes = Router::new().route("/ws", get(ws::upgrade)).with_state(api.clone());
     let (api_routes, openapi) = api::router(api);
     let openapi = Arc::new(openapi);
     Router::new()
         .merge(api_routes)
+        .merge(ws_routes)
         .route("/api/openapi.json", get(move || async move { axum::Json(openapi.as_ref().clone()) }))
         .route("/", get(assets::index))
+        .route("/room", get(assets::room))
+        .route("/join/{link}", get(assets::join))
         .route("/static/{*path}", get(assets::static_file))
         .fallback(|| async { error::ApiError::not_found() })
         .layer(axum::middleware::from_fn(security_headers))

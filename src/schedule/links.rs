@@ -29,6 +29,9 @@ pub struct Admission {
     pub display_name: String,
     /// The participant (clinician or guest) or room this admission is for.
     pub participant: ParticipantRole,
+    /// Who this is within the appointment: the participant's id, or the room's id for a kiosk.
+    /// A second connection with the same member id is a duplicate.
+    pub member_id: uuid::Uuid,
 }
 
 fn link_object(view: &AppointmentView, link: LinkId) -> Object {
@@ -175,7 +178,7 @@ impl Schedule {
                 .map(|g| g.display_name.clone())
                 .unwrap_or_default()
         };
-        Ok(Admission { principal, view, display_name, participant: role })
+        Ok(Admission { principal, view, display_name, participant: role, member_id: record.participant.0 })
     }
 
     /// Whether a room's kiosk, by its device credential, may enter its current appointment.
@@ -225,6 +228,12 @@ impl Schedule {
         self.authorize(caller, Action::Join, view.as_ref(), Credential::Valid, now)?;
         let view = view.ok_or(ScheduleError::Denied(Reason::RoomNotBooked))?;
         let display_name = view.room.name.clone();
-        Ok(Admission { principal: caller.principal.clone(), view, display_name, participant: ParticipantRole::Guest })
+        Ok(Admission {
+            principal: caller.principal.clone(),
+            view,
+            display_name,
+            participant: ParticipantRole::Guest,
+            member_id: room.0,
+        })
     }
 }

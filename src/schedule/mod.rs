@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 
 use crate::audit::{AuditError, AuditLog, EventKind, Object};
 use crate::auth::links::LinkKeys;
-use crate::auth::policy::{self, Action, AppointmentFacts, Credential, Decision, Reason, Request, Status};
+use crate::auth::policy::{self, Action, AppointmentFacts, Credential, Decision, Principal, Reason, Request, Status};
 use crate::auth::{Caller, code, device};
 use crate::domain::{
     Appointment, AppointmentId, AppointmentStatus, Guest, GuestKind, Lockdown, LockdownScope, ParticipantId, Room,
@@ -467,6 +467,35 @@ impl Schedule {
     pub fn lockdowns(&self, caller: &Caller, now: Timestamp) -> Result<Vec<LockdownRecord>, ScheduleError> {
         self.authorize(caller, Action::ViewSchedule, None, Credential::Valid, now)?;
         Ok(self.store.active_lockdowns()?)
+    }
+
+    /// Records how a consultation ended (ended by the clinician or at its hard end, or
+    /// terminated by security) and tells live sessions.
+    pub fn mark_ended(
+        &self,
+        id: AppointmentId,
+        status: AppointmentStatus,
+        now: Timestamp,
+    ) -> Result<(), ScheduleError> {
+        self.store.set_status(id, &status, now.as_second())?;
+        self.announce(Change::Appointment(id));
+        Ok(())
+    }
+
+    /// The state of a participant's credential now: revoked links and room devices end live
+    /// connections.
+    pub fn credential_state(&self, principal: &Principal) -> Result<Credential, ScheduleError> {
+        Ok(match principal {
+            Principal::Link { link, .. } => match self.store.link(*link)? {
+                Some(record) if record.revoked_at.is_none() => Credential::Valid,
+                _ => Credential::Revoked,
+            },
+            Principal::Room { room } => match self.store.room(*room)? {
+                Some(room) if room.device_active => Credential::Valid,
+                _ => Credential::Revoked,
+            },
+            _ => Credential::Valid,
+        })
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -73,6 +73,8 @@ fn plain_http_on_the_tls_port_gets_nothing_useful() {
 #[test]
 fn admin_probes_and_metrics() {
     let (gw, _dir) = Gateway::start();
+    // The media port is bound and logged like the other listeners.
+    assert!(gw.media.ip().is_loopback() && gw.media.port() != 0, "{}", gw.media);
     let health = gw.admin_get("/healthz");
     assert_eq!(health.status, 200);
     let ready = gw.admin_get("/readyz");
@@ -181,7 +183,7 @@ fn operator_certificates_are_served_and_a_mismatched_key_is_refused() {
 
     let data = dir.path().join("data2");
     let (code, _, err) = run_cli(
-        &["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--tls-cert", cert],
+        &["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--media-port", "0", "--tls-cert", cert],
         &[("GATEHOUSE_TLS_KEY", b.key.to_str().unwrap()), ("GATEHOUSE_DATA_DIR", data.to_str().unwrap())],
     );
     assert_ne!(code, 0);
@@ -223,7 +225,17 @@ fn a_database_from_a_newer_version_is_refused() {
     drop(db);
     let data = dir.path().join("data");
     let (code, _, err) = run_cli(
-        &["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--media-port",
+            "0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
         &[],
     );
     assert_eq!(code, 1);

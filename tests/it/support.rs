@@ -21,6 +21,8 @@ pub struct Gateway {
     pub dir: PathBuf,
     pub public: SocketAddr,
     pub admin: SocketAddr,
+    /// The UDP media address.
+    pub media: SocketAddr,
     /// Every line the gateway wrote to standard error so far.
     pub log: Arc<Mutex<Vec<String>>>,
 }
@@ -37,7 +39,8 @@ impl Gateway {
     pub fn start_in(dir: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(BINARY)
             .env("GATEHOUSE_TEST_CLOCK_OFFSET_FILE", dir.join("clock-offset"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--media-port", "0"])
+            .args(["--log-format", "json"])
             .arg("--data-dir")
             .arg(dir.join("data"))
             .arg("--certs-dir")
@@ -62,9 +65,9 @@ impl Gateway {
                 sink.lock().unwrap().push(line);
             }
         });
-        let (mut public, mut admin) = (None, None);
+        let (mut public, mut admin, mut media) = (None, None, None);
         let deadline = Instant::now() + START_TIMEOUT;
-        while public.is_none() || admin.is_none() {
+        while public.is_none() || admin.is_none() || media.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             let (listener, addr) = rx.recv_timeout(left).unwrap_or_else(|_| {
                 let _ = child.kill();
@@ -74,10 +77,11 @@ impl Gateway {
             match listener.as_str() {
                 "https" => public = Some(addr),
                 "admin" => admin = Some(addr),
+                "media" => media = Some(addr),
                 other => panic!("unknown listener {other}"),
             }
         }
-        Self { child, dir: dir.to_owned(), public: public.unwrap(), admin: admin.unwrap(), log }
+        Self { child, dir: dir.to_owned(), public: public.unwrap(), admin: admin.unwrap(), media: media.unwrap(), log }
     }
 
     /// Moves the gateway's clock forward by `seconds` (in total, from its start).

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod links;
 pub mod schedule;
 pub mod session;
+pub mod sessions;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub struct Api {
     pub audit: AuditLog,
     pub staff: StaffAccounts,
     pub schedule: Schedule,
+    pub sessions: crate::session::Sessions,
     /// The clock, passed in so tests can control it; production reads the system clock.
     pub clock: crate::clock::Clock,
 }
@@ -58,6 +60,7 @@ impl Api {
     tags(
         (name = "session", description = "Staff sign-in"),
         (name = "schedule", description = "Rooms, appointments, links and lockdowns"),
+        (name = "sessions", description = "Live consultations, as metadata"),
         (name = "audit", description = "The tamper-evident audit log"),
     )
 )]
@@ -69,6 +72,7 @@ pub fn router(api: Api) -> (axum::Router, utoipa::openapi::OpenApi) {
         .merge(session::routes())
         .merge(schedule::routes())
         .merge(links::routes())
+        .merge(sessions::routes())
         .merge(audit::routes())
         .with_state(api)
         .split_for_parts();

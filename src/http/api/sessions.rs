@@ -1,0 +1,106 @@
+//! Live sessions for security staff: metadata only (who, when, for how long), and termination
+//! with a reason. Security never sees or hears media.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{Api, ApiJson, Staff, blocking, no_content, schedule_error};
+use crate::auth::policy::{Action, Credential};
+use crate::domain::AppointmentId;
+use crate::http::error::{ApiError, ErrorBody};
+
+pub fn routes() -> OpenApiRouter<Api> {
+    OpenApiRouter::new().routes(routes!(list_sessions)).routes(routes!(terminate))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MemberView {
+    display_name: String,
+    /// room, clinician or guest
+    role: String,
+    /// waiting, admitted or away
+    state: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HistoryEntry {
+    at: String,
+    what: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LiveSessionView {
+    /// The appointment's id, which is also the session's.
+    id: String,
+    room: String,
+    started: String,
+    ends_at: String,
+    hard_end: String,
+    /// Seconds until the session ends for everyone.
+    remaining_seconds: i64,
+    members: Vec<MemberView>,
+    history: Vec<HistoryEntry>,
+}
+
+/// The live sessions, as metadata.
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions",
+    responses((status = 200, body = Vec<LiveSessionView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_sessions(State(api): State<Api>, staff: Staff) -> Result<Json<Vec<LiveSessionView>>, ApiError> {
+    let now = api.now();
+    let schedule = api.schedule.clone();
+    blocking(move || {
+        schedule
+            .authorize(&staff.caller, Action::ViewLiveSessions, None, Credential::Valid, now)
+            .map_err(schedule_error)
+    })
+    .await?;
+    let sessions = api.sessions.list().await;
+    Ok(Json(
+        sessions
+            .into_iter()
+            .map(|s| LiveSessionView {
+                id: s.appointment.to_string(),
+                room: s.room,
+                started: s.started.to_string(),
+                ends_at: s.ends_at.to_string(),
+                hard_end: s.hard_end.to_string(),
+                remaining_seconds: s.hard_end.duration_since(now).as_secs().max(0),
+                members: s
+                    .members
+                    .into_iter()
+                    .map(|m| MemberView { display_name: m.display_name, role: m.role.into(), state: m.state.into() })
+                    .collect(),
+                history: s.history.into_iter().map(|(at, what)| HistoryEntry { at: at.to_string(), what }).collect(),
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Terminate {
+    /// Shown to everyone in the session and recorded.
+    #[schema(max_length = 200)]
+    reason: String,
+}
+
+/// Ends a live session now, with a reason shown to its participants.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/terminate", tag = "sessions", params(("id" = String, Path)), request_body = Terminate,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn terminate(
+    State(api): State<Api>,
+    staff: Staff,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Terminate>,
+) -> Result<Response, ApiError> {
+    let id: AppointmentId = id.parse().map_err(|_| ApiError::not_found())?;
+    let reason = crate::schedule::validate::text("reason", &body.reason, 200)
+        .map_err(|e| ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))?;
+    api.sessions.terminate(staff.caller, id, reason).await.map_err(schedule_error)?;
+    Ok(no_content())
+}

@@ -1,0 +1,565 @@
+//! One live consultation: an actor task that owns its members, the waiting room, the timers and
+//! the media session, and ends connections when the policy no longer allows them. Everything
+//! reaches it as a closed `Command`, so its state needs no lock.
+
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::{mpsc, oneshot};
+
+use super::event::{EndReason, PeerView, SessionEvent, Warning};
+use super::{ConnId, Shared};
+use crate::audit::{EventKind, Object};
+use crate::auth::policy::{Action, Credential, Principal, Reason};
+use crate::auth::{Caller, code};
+use crate::domain::{AppointmentId, AppointmentStatus};
+use crate::schedule::{Admission, Change, ScheduleError};
+use crate::sfu::{ParticipantKey, SessionKey};
+
+/// How often the timers are checked: warnings and the hard end are at most this late.
+const TICK: std::time::Duration = std::time::Duration::from_millis(500);
+/// The first warning, before the booked end.
+const WARN_BEFORE_END: SignedDuration = SignedDuration::from_mins(5);
+
+pub(super) enum Command {
+    Connect {
+        admission: Box<Admission>,
+        ip: Option<std::net::IpAddr>,
+        events: mpsc::UnboundedSender<SessionEvent>,
+        reply: oneshot::Sender<Result<ConnId, EndReason>>,
+    },
+    Offer {
+        conn: ConnId,
+        sdp: String,
+    },
+    Answer {
+        conn: ConnId,
+        sdp: String,
+    },
+    Admit {
+        conn: ConnId,
+        member: String,
+    },
+    End {
+        conn: ConnId,
+    },
+    Disconnected {
+        conn: ConnId,
+    },
+    Terminate {
+        caller: Caller,
+        reason: String,
+        reply: oneshot::Sender<Result<(), ScheduleError>>,
+    },
+    Changed(Change),
+    /// The media core asks this connection's browser to renegotiate.
+    MediaOffer {
+        key: ParticipantKey,
+        sdp: String,
+    },
+    MediaFailed {
+        key: ParticipantKey,
+    },
+    Describe {
+        reply: oneshot::Sender<Summary>,
+    },
+    Shutdown,
+}
+
+/// Metadata about a live session for security staff: never media, never addresses.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub appointment: AppointmentId,
+    pub room: String,
+    pub started: Timestamp,
+    pub ends_at: Timestamp,
+    pub hard_end: Timestamp,
+    pub members: Vec<PeerView>,
+    /// Joins, admissions and departures, oldest first.
+    pub history: Vec<(Timestamp, String)>,
+}
+
+struct Conn {
+    id: ConnId,
+    events: mpsc::UnboundedSender<SessionEvent>,
+    /// The member's peer connection in the media core, once it has sent its offer.
+    media: Option<ParticipantKey>,
+    ip: Option<std::net::IpAddr>,
+}
+
+struct Member {
+    id: String,
+    principal: Principal,
+    display_name: String,
+    role: &'static str,
+    admitted: bool,
+    conn: Option<Conn>,
+}
+
+impl Member {
+    fn caller(&self) -> Caller {
+        Caller::new(self.principal.clone(), self.conn.as_ref().and_then(|c| c.ip))
+    }
+
+    fn send(&self, event: SessionEvent) {
+        if let Some(conn) = &self.conn {
+            // A closed connection is noticed through its Disconnected command.
+            let _ = conn.events.send(event);
+        }
+    }
+
+    fn view(&self) -> PeerView {
+        let state = match (&self.conn, self.admitted) {
+            (None, _) => "away",
+            (Some(_), false) => "waiting",
+            (Some(_), true) => "admitted",
+        };
+        PeerView { id: self.id.clone(), display_name: self.display_name.clone(), role: self.role, state }
+    }
+}
+
+pub(super) struct Live {
+    shared: std::sync::Arc<Shared>,
+    appointment: AppointmentId,
+    media_session: SessionKey,
+    members: Vec<Member>,
+    started: Timestamp,
+    ends_at: Timestamp,
+    hard_end: Timestamp,
+    room: crate::domain::Room,
+    warned_five: bool,
+    warned_end: bool,
+    history: Vec<(Timestamp, String)>,
+}
+
+impl Live {
+    pub(super) fn new(shared: std::sync::Arc<Shared>, admission: &Admission, media_session: SessionKey) -> Self {
+        let now = (shared.clock)();
+        Self {
+            shared,
+            appointment: admission.view.appointment.id,
+            media_session,
+            members: Vec::new(),
+            started: now,
+            ends_at: admission.view.window.end,
+            hard_end: admission.view.window.hard_end,
+            room: admission.view.room.clone(),
+            warned_five: false,
+            warned_end: false,
+            history: Vec::new(),
+        }
+    }
+
+    pub(super) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let command = tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => command,
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    if self.on_tick().await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            if self.handle(command).await {
+                break;
+            }
+        }
+        for member in &mut self.members {
+            if let Some(conn) = member.conn.take()
+                && let Some(key) = conn.media
+            {
+                let _ = self.shared.sfu.remove_participant(key).await;
+                self.shared.forget_media(key);
+            }
+        }
+        self.shared.forget(self.appointment);
+    }
+
+    fn now(&self) -> Timestamp {
+        (self.shared.clock)()
+    }
+
+    async fn audit(&self, caller: &Caller, kind: EventKind, member: Option<&str>) {
+        let object = Object { participant: member.and_then(code), session: code(self.appointment), ..self.object() };
+        self.record(caller.event(kind).with_object(object)).await;
+    }
+
+    async fn record(&self, event: crate::audit::Event) {
+        if let Err(e) = self.shared.schedule.audit().append(event).await {
+            tracing::error!(error = %e, "cannot audit a session event");
+        }
+    }
+
+    fn object(&self) -> Object {
+        Object { appointment: code(self.appointment), ..Object::default() }
+    }
+
+    fn note(&mut self, what: String) {
+        let now = self.now();
+        self.history.push((now, what));
+    }
+
+    fn broadcast_participants(&self) {
+        let peers: Vec<PeerView> = self.members.iter().map(Member::view).collect();
+        for member in &self.members {
+            member.send(SessionEvent::Participants(peers.clone()));
+        }
+    }
+
+    fn member_by_conn(&mut self, conn: ConnId) -> Option<&mut Member> {
+        self.members.iter_mut().find(|m| m.conn.as_ref().is_some_and(|c| c.id == conn))
+    }
+
+    /// Handles one command; true when the session is over.
+    async fn handle(&mut self, command: Command) -> bool {
+        match command {
+            Command::Connect { admission, ip, events, reply } => {
+                let result = self.connect(&admission, ip, events).await;
+                let _ = reply.send(result);
+            }
+            Command::Offer { conn, sdp } => self.offer(conn, sdp).await,
+            Command::Answer { conn, sdp } => {
+                if let Some(key) = self.member_by_conn(conn).and_then(|m| m.conn.as_ref()).and_then(|c| c.media)
+                    && let Err(e) = self.shared.sfu.answer(key, sdp).await
+                {
+                    self.send_error(conn, "bad_sdp", &format!("The answer could not be used: {e}"));
+                }
+            }
+            Command::Admit { conn, member } => self.admit(conn, &member).await,
+            Command::End { conn } => return self.end_by(conn).await,
+            Command::Disconnected { conn } => self.disconnected(conn).await,
+            Command::Terminate { caller, reason, reply } => {
+                let result = self.terminate(&caller, reason).await;
+                let over = result.is_ok();
+                let _ = reply.send(result);
+                return over;
+            }
+            Command::Changed(change) => {
+                if self.concerns(&change) {
+                    return self.reevaluate().await;
+                }
+            }
+            Command::MediaOffer { key, sdp } => {
+                if let Some(member) =
+                    self.members.iter().find(|m| m.conn.as_ref().is_some_and(|c| c.media == Some(key)))
+                {
+                    member.send(SessionEvent::Offer { sdp });
+                }
+            }
+            Command::MediaFailed { key } => {
+                let conn =
+                    self.members.iter().find_map(|m| m.conn.as_ref().filter(|c| c.media == Some(key)).map(|c| c.id));
+                if let Some(conn) = conn {
+                    self.send_error(conn, "media_failed", "The media connection failed. Rejoin to continue.");
+                    if let Some(member) = self.member_by_conn(conn) {
+                        let caller = member.caller();
+                        let id = member.id.clone();
+                        self.audit(&caller, EventKind::MediaFailed, Some(&id)).await;
+                    }
+                    self.disconnected(conn).await;
+                }
+            }
+            Command::Describe { reply } => {
+                let _ = reply.send(Summary {
+                    appointment: self.appointment,
+                    room: self.room.name.clone(),
+                    started: self.started,
+                    ends_at: self.ends_at,
+                    hard_end: self.hard_end,
+                    members: self.members.iter().map(Member::view).collect(),
+                    history: self.history.clone(),
+                });
+            }
+            Command::Shutdown => {
+                self.end_all(EndReason::Shutdown).await;
+                return true;
+            }
+        }
+        false
+    }
+
+    fn send_error(&self, conn: ConnId, code: &'static str, message: &str) {
+        if let Some(member) = self.members.iter().find(|m| m.conn.as_ref().is_some_and(|c| c.id == conn)) {
+            member.send(SessionEvent::Error { code, message: message.to_owned() });
+        }
+    }
+
+    async fn connect(
+        &mut self,
+        admission: &Admission,
+        ip: Option<std::net::IpAddr>,
+        events: mpsc::UnboundedSender<SessionEvent>,
+    ) -> Result<ConnId, EndReason> {
+        let id = admission.member_id.to_string();
+        let caller = Caller::new(admission.principal.clone(), ip);
+        let conn = Conn { id: self.shared.next_conn(), events, media: None, ip };
+        let conn_id = conn.id;
+        let role = match &admission.principal {
+            Principal::Room { .. } => "room",
+            Principal::Link { role, .. } => role.as_str(),
+            _ => "guest",
+        };
+        let reconnect = match self.members.iter_mut().find(|m| m.id == id) {
+            Some(existing) if existing.conn.is_some() => {
+                // A second connection with the same credential is refused, never substituted.
+                let refusal = caller.event(EventKind::SessionRefused).refused(EndReason::AlreadyConnected.code());
+                let object = Object { participant: code(&id), ..self.object() };
+                let event = refusal.with_object(object);
+                self.record(event).await;
+                return Err(EndReason::AlreadyConnected);
+            }
+            Some(existing) => {
+                existing.conn = Some(conn);
+                existing.principal = admission.principal.clone();
+                true
+            }
+            None => {
+                // A clinician's own join admits nobody else, but the clinician is in.
+                let admitted = role == "clinician";
+                self.members.push(Member {
+                    id: id.clone(),
+                    principal: admission.principal.clone(),
+                    display_name: admission.display_name.clone(),
+                    role,
+                    admitted,
+                    conn: Some(conn),
+                });
+                false
+            }
+        };
+        let (admitted, name) = {
+            let member = self.members.iter().find(|m| m.id == id).map(|m| (m.admitted, m.display_name.clone()));
+            member.unwrap_or((false, String::new()))
+        };
+        self.audit(
+            &caller,
+            if reconnect { EventKind::SessionReconnected } else { EventKind::SessionJoined },
+            Some(&id),
+        )
+        .await;
+        self.note(format!("{name} ({role}) {}", if reconnect { "reconnected" } else { "joined" }));
+        if let Some(member) = self.members.iter().find(|m| m.id == id) {
+            member.send(SessionEvent::Joined {
+                appointment: self.appointment,
+                participant_id: id.clone(),
+                role,
+                display_name: name,
+                ends_at: self.ends_at,
+                hard_end: self.hard_end,
+                admitted,
+            });
+            member.send(if admitted { SessionEvent::Admitted } else { SessionEvent::Waiting });
+        }
+        if !admitted {
+            self.audit(&caller, EventKind::SessionWaiting, Some(&id)).await;
+        }
+        self.broadcast_participants();
+        Ok(conn_id)
+    }
+
+    async fn offer(&mut self, conn: ConnId, sdp: String) {
+        let session = self.media_session;
+        let Some(member) = self.member_by_conn(conn) else { return };
+        let admitted = member.admitted;
+        let old = member.conn.as_mut().and_then(|c| c.media.take());
+        if let Some(old) = old {
+            // A fresh offer from the browser (a restart) replaces its peer connection.
+            let _ = self.shared.sfu.remove_participant(old).await;
+            self.shared.forget_media(old);
+        }
+        let key = self.shared.new_media_key(self.appointment);
+        match self.shared.sfu.add_participant(session, key, sdp).await {
+            Ok(answer) => {
+                if let Some(member) = self.member_by_conn(conn) {
+                    if let Some(c) = member.conn.as_mut() {
+                        c.media = Some(key);
+                    }
+                    member.send(SessionEvent::Answer { sdp: answer });
+                }
+                let _ = self.shared.sfu.set_forwarding(key, admitted).await;
+            }
+            Err(e) => {
+                self.shared.forget_media(key);
+                self.send_error(conn, "bad_sdp", &format!("The offer could not be used: {e}"));
+            }
+        }
+    }
+
+    async fn admit(&mut self, conn: ConnId, target: &str) {
+        let Some(admitter) = self.member_by_conn(conn) else { return };
+        let caller = admitter.caller();
+        if let Err(refusal) = self.allowed(&caller, Action::Admit).await {
+            self.send_error(conn, refusal.code(), refusal.message());
+            return;
+        }
+        let Some(member) = self.members.iter_mut().find(|m| m.id == target) else {
+            self.send_error(conn, "not_found", "There is nobody with that id in this consultation.");
+            return;
+        };
+        if member.admitted {
+            return;
+        }
+        member.admitted = true;
+        let key = member.conn.as_ref().and_then(|c| c.media);
+        member.send(SessionEvent::Admitted);
+        let name = member.display_name.clone();
+        if let Some(key) = key {
+            let _ = self.shared.sfu.set_forwarding(key, true).await;
+        }
+        self.audit(&caller, EventKind::SessionAdmitted, Some(target)).await;
+        self.note(format!("{name} admitted"));
+        self.broadcast_participants();
+    }
+
+    async fn allowed(&self, caller: &Caller, action: Action) -> Result<(), Reason> {
+        let schedule = self.shared.schedule.clone();
+        let (caller, appointment, now) = (caller.clone(), self.appointment, self.now());
+        let result = tokio::task::spawn_blocking(move || {
+            let view = schedule.view(appointment)?;
+            let credential = schedule.credential_state(&caller.principal)?;
+            schedule.authorize(&caller, action, Some(&view), credential, now)
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(ScheduleError::Denied(reason))) => Err(reason),
+            // Cannot ask (store or audit down): deny, as a secure default.
+            _ => Err(Reason::NotAuthenticated),
+        }
+    }
+
+    async fn end_by(&mut self, conn: ConnId) -> bool {
+        let Some(member) = self.member_by_conn(conn) else { return false };
+        let caller = member.caller();
+        if let Err(refusal) = self.allowed(&caller, Action::EndSession).await {
+            self.send_error(conn, refusal.code(), refusal.message());
+            return false;
+        }
+        self.audit(&caller, EventKind::SessionEnded, None).await;
+        self.finish(AppointmentStatus::Ended).await;
+        self.end_all(EndReason::EndedByClinician).await;
+        true
+    }
+
+    async fn terminate(&mut self, caller: &Caller, reason: String) -> Result<(), ScheduleError> {
+        let schedule = self.shared.schedule.clone();
+        let (who, appointment, now) = (caller.clone(), self.appointment, self.now());
+        tokio::task::spawn_blocking(move || {
+            let view = schedule.view(appointment)?;
+            schedule.authorize(&who, Action::TerminateSession, Some(&view), Credential::Valid, now)
+        })
+        .await
+        .map_err(|_| ScheduleError::NotFound("live session"))??;
+        self.audit(caller, EventKind::SessionTerminated, None).await;
+        self.finish(AppointmentStatus::Terminated { reason: reason.clone() }).await;
+        self.end_all(EndReason::Terminated { reason }).await;
+        Ok(())
+    }
+
+    async fn finish(&self, status: AppointmentStatus) {
+        let schedule = self.shared.schedule.clone();
+        let (appointment, now) = (self.appointment, self.now());
+        let _ = tokio::task::spawn_blocking(move || schedule.mark_ended(appointment, status, now)).await;
+    }
+
+    async fn end_all(&mut self, reason: EndReason) {
+        for i in 0..self.members.len() {
+            self.end_member(i, reason.clone()).await;
+        }
+    }
+
+    async fn end_member(&mut self, index: usize, reason: EndReason) {
+        let Some(member) = self.members.get_mut(index) else { return };
+        member.send(SessionEvent::Ended(reason));
+        if let Some(conn) = member.conn.take()
+            && let Some(key) = conn.media
+        {
+            let _ = self.shared.sfu.remove_participant(key).await;
+            self.shared.forget_media(key);
+        }
+    }
+
+    async fn disconnected(&mut self, conn: ConnId) {
+        let Some(index) = self.members.iter().position(|m| m.conn.as_ref().is_some_and(|c| c.id == conn)) else {
+            return;
+        };
+        let caller = self.members[index].caller();
+        let id = self.members[index].id.clone();
+        let name = self.members[index].display_name.clone();
+        if let Some(conn) = self.members[index].conn.take()
+            && let Some(key) = conn.media
+        {
+            let _ = self.shared.sfu.remove_participant(key).await;
+            self.shared.forget_media(key);
+        }
+        self.audit(&caller, EventKind::SessionLeft, Some(&id)).await;
+        self.note(format!("{name} left"));
+        self.broadcast_participants();
+    }
+
+    /// Asks the policy again for every connected member; those it now refuses are ended.
+    async fn reevaluate(&mut self) -> bool {
+        for index in 0..self.members.len() {
+            if self.members[index].conn.is_none() {
+                continue;
+            }
+            let caller = self.members[index].caller();
+            if let Err(reason) = self.allowed(&caller, Action::Remain).await {
+                self.end_member(index, EndReason::Policy(reason)).await;
+                self.broadcast_participants();
+            }
+        }
+        false
+    }
+
+    /// Timers: the five-minute warning, the end warning, and the hard end. True when over.
+    async fn on_tick(&mut self) -> bool {
+        let now = self.now();
+        if !self.warned_five && now >= self.ends_at - WARN_BEFORE_END && now < self.ends_at {
+            self.warned_five = true;
+            self.warn(Warning::FiveMinutes).await;
+        }
+        if !self.warned_end && now >= self.ends_at {
+            self.warned_five = true;
+            self.warned_end = true;
+            self.warn(Warning::End).await;
+        }
+        if now >= self.hard_end {
+            let event = crate::audit::Event::new(EventKind::SessionEnded, crate::audit::Actor::System);
+            self.record(event.with_object(self.object())).await;
+            self.finish(AppointmentStatus::Ended).await;
+            self.end_all(EndReason::Policy(Reason::WindowClosed)).await;
+            return true;
+        }
+        false
+    }
+
+    async fn warn(&mut self, warning: Warning) {
+        for member in &self.members {
+            member.send(SessionEvent::Timing {
+                ends_at: self.ends_at,
+                hard_end: self.hard_end,
+                warning: Some(warning),
+            });
+        }
+        let what = match warning {
+            Warning::FiveMinutes => "five-minute warning",
+            Warning::End => "end warning",
+        };
+        self.note(what.to_owned());
+        let event = crate::audit::Event::new(EventKind::SessionWarned, crate::audit::Actor::System);
+        self.record(event.with_object(self.object())).await;
+    }
+
+    fn concerns(&self, change: &Change) -> bool {
+        match change {
+            Change::Appointment(id) => *id == self.appointment,
+            Change::Room(id) => *id == self.room.id,
+            Change::Site(site) => *site == self.room.site,
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Live consultations: the waiting room, admission, timers, termination and reconnection, and
+//! the media session behind each. A live session is an actor task per appointment; connections
+//! talk to it through a [`Connection`] handle. It drives the media core through its handle and
+//! knows nothing of HTTP, JSON or WebSockets.
+
+pub mod event;
+mod live;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+pub use event::{EndReason, PeerView, SessionEvent, Warning};
+pub use live::Summary;
+use live::{Command, Live};
+
+use crate::auth::Caller;
+use crate::clock::Clock;
+use crate::domain::AppointmentId;
+use crate::schedule::{Admission, Schedule, ScheduleError};
+use crate::sfu::{ParticipantKey, SessionKey, SfuEvent, SfuHandle};
+
+/// Identifies one connection of one member; a reconnect gets a new one.
+pub type ConnId = u64;
+
+/// What every live session shares.
+pub(crate) struct Shared {
+    schedule: Schedule,
+    sfu: SfuHandle,
+    clock: Clock,
+    /// The live sessions, by appointment. A std mutex: held only to look up or insert.
+    live: Mutex<HashMap<AppointmentId, mpsc::UnboundedSender<Command>>>,
+    /// Which session each media participant belongs to, to route the media core's events.
+    media: Mutex<HashMap<ParticipantKey, AppointmentId>>,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    fn next_conn(&self) -> ConnId {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn new_media_key(&self, appointment: AppointmentId) -> ParticipantKey {
+        let key = ParticipantKey(self.next_id.fetch_add(1, Ordering::Relaxed));
+        self.media.lock().unwrap_or_else(|p| p.into_inner()).insert(key, appointment);
+        key
+    }
+
+    fn forget_media(&self, key: ParticipantKey) {
+        self.media.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+    }
+
+    fn forget(&self, appointment: AppointmentId) {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&appointment);
+    }
+
+    fn session_of(&self, key: ParticipantKey) -> Option<mpsc::UnboundedSender<Command>> {
+        let appointment = *self.media.lock().unwrap_or_else(|p| p.into_inner()).get(&key)?;
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).get(&appointment).cloned()
+    }
+
+    fn all(&self) -> Vec<mpsc::UnboundedSender<Command>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+}
+
+/// The registry of live sessions.
+#[derive(Clone)]
+pub struct Sessions {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sessions")
+    }
+}
+
+impl Sessions {
+    /// Starts the registry and the tasks that route media events and schedule changes to the
+    /// live sessions they concern.
+    pub fn start(
+        schedule: Schedule,
+        sfu: SfuHandle,
+        mut sfu_events: mpsc::UnboundedReceiver<SfuEvent>,
+        clock: Clock,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            schedule: schedule.clone(),
+            sfu,
+            clock,
+            live: Mutex::new(HashMap::new()),
+            media: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        });
+        let media = shared.clone();
+        tokio::spawn(async move {
+            while let Some(event) = sfu_events.recv().await {
+                let (key, command) = match event {
+                    SfuEvent::Offer { participant, sdp } => {
+                        (participant, Command::MediaOffer { key: participant, sdp })
+                    }
+                    SfuEvent::Failed { participant, .. } => (participant, Command::MediaFailed { key: participant }),
+                    _ => continue,
+                };
+                if let Some(session) = media.session_of(key) {
+                    let _ = session.send(command);
+                }
+            }
+        });
+        let changes_shared = shared.clone();
+        let mut changes = schedule.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => {
+                        for session in changes_shared.all() {
+                            let _ = session.send(Command::Shutdown);
+                        }
+                        break;
+                    }
+                    change = changes.recv() => match change {
+                        Ok(change) => {
+                            for session in changes_shared.all() {
+                                let _ = session.send(Command::Changed(change.clone()));
+                            }
+                        }
+                        // Missed changes: everyone re-checks everything.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            for session in changes_shared.all() {
+                                let _ = session.send(Command::Changed(crate::schedule::Change::Site(String::new())));
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    }
+                }
+            }
+        });
+        Self { shared }
+    }
+
+    /// Connects an admitted member to its appointment's live session, starting the session if
+    /// this is its first member. Events for the member arrive on `events`.
+    pub async fn connect(
+        &self,
+        admission: Admission,
+        ip: Option<std::net::IpAddr>,
+        events: mpsc::UnboundedSender<SessionEvent>,
+    ) -> Result<Connection, EndReason> {
+        let appointment = admission.view.appointment.id;
+        let session = {
+            let mut live = self.shared.live.lock().unwrap_or_else(|p| p.into_inner());
+            match live.get(&appointment).filter(|s| !s.is_closed()) {
+                Some(session) => session.clone(),
+                None => {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    let key = SessionKey(self.shared.next_id.fetch_add(1, Ordering::Relaxed));
+                    let actor = Live::new(self.shared.clone(), &admission, key);
+                    tokio::spawn(actor.run(rx));
+                    live.insert(appointment, tx.clone());
+                    tx
+                }
+            }
+        };
+        let (reply, answer) = oneshot::channel();
+        session
+            .send(Command::Connect { admission: Box::new(admission), ip, events, reply })
+            .map_err(|_| EndReason::Shutdown)?;
+        let conn = answer.await.map_err(|_| EndReason::Shutdown)??;
+        Ok(Connection { conn, session })
+    }
+
+    /// The live sessions, as metadata for security staff.
+    pub async fn list(&self) -> Vec<Summary> {
+        let mut out = Vec::new();
+        for session in self.shared.all() {
+            let (reply, answer) = oneshot::channel();
+            if session.send(Command::Describe { reply }).is_ok()
+                && let Ok(summary) = answer.await
+            {
+                out.push(summary);
+            }
+        }
+        out.sort_by_key(|s| s.started);
+        out
+    }
+
+    /// Ends a live session on security staff's order, with the reason shown to everyone.
+    pub async fn terminate(
+        &self,
+        caller: Caller,
+        appointment: AppointmentId,
+        reason: String,
+    ) -> Result<(), ScheduleError> {
+        let session = self.shared.live.lock().unwrap_or_else(|p| p.into_inner()).get(&appointment).cloned();
+        let Some(session) = session else { return Err(ScheduleError::NotFound("live session")) };
+        let (reply, answer) = oneshot::channel();
+        session
+            .send(Command::Terminate { caller, reason, reply })
+            .map_err(|_| ScheduleError::NotFound("live session"))?;
+        answer.await.map_err(|_| ScheduleError::NotFound("live session"))?
+    }
+}
+
+/// One member's connection to its live session. Dropping it tells the session the member left
+/// (or dropped, and may reconnect).
+#[derive(Debug)]
+pub struct Connection {
+    conn: ConnId,
+    session: mpsc::UnboundedSender<Command>,
+}
+
+impl Connection {
+    pub fn offer(&self, sdp: String) {
+        let _ = self.session.send(Command::Offer { conn: self.conn, sdp });
+    }
+
+    pub fn answer(&self, sdp: String) {
+        let _ = self.session.send(Command::Answer { conn: self.conn, sdp });
+    }
+
+    /// Admits a waiting member (clinicians only; the policy decides).
+    pub fn admit(&self, member: String) {
+        let _ = self.session.send(Command::Admit { conn: self.conn, member });
+    }
+
+    /// Ends the consultation for everyone (clinicians only; the policy decides).
+    pub fn end(&self) {
+        let _ = self.session.send(Command::End { conn: self.conn });
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let _ = self.session.send(Command::Disconnected { conn: self.conn });
+    }
+}

@@ -1,0 +1,402 @@
+//! The media loop: one task that owns the UDP socket and every participant's `Rtc`.
+//!
+//! Each turn waits for a command, a datagram or the earliest str0m deadline, feeds that in,
+//! then settles: drives every participant that has work, routes the effects that crossed
+//! between participants (which may give others work), and sends the datagrams produced.
+//! All calls into one participant run under `catch_unwind`, so a panic ends that participant
+//! and no one else.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
+
+use str0m::RtcConfig;
+use str0m::change::SdpAnswer;
+use str0m::net::{DatagramSend, Protocol, Receive};
+use str0m::{Input, change::SdpOffer};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::error::SfuError;
+use super::event::{FailureReason, SfuEvent};
+use super::handle::Command;
+use super::ids::{ParticipantKey, SessionKey};
+use super::participant::{Effect, Ending, Participant};
+
+/// The longest the loop sleeps with nothing scheduled, so a stalled deadline cannot wedge it.
+const MAX_IDLE: Duration = Duration::from_millis(500);
+
+/// Big enough for any datagram on a 1500-byte path, with room for jumbo loopback tests.
+const RECV_BUFFER_BYTES: usize = 2048;
+
+/// Everything the loop owns except the socket and the command receiver, which stay outside
+/// so that `select!` can borrow them while the handlers borrow this mutably.
+pub(crate) struct MediaLoop {
+    /// Template for each participant's `Rtc`: ICE-lite, codecs, BWE, crypto backend.
+    rtc_config: RtcConfig,
+    /// The gateway's own candidate addresses; the only addresses that ever appear in our SDP.
+    advertised: Vec<SocketAddr>,
+    participants: HashMap<ParticipantKey, Participant>,
+    /// Source of the opaque stream labels handed to participants.
+    next_label: u64,
+    /// Participants with work since they were last driven.
+    dirty: Vec<ParticipantKey>,
+    /// Effects waiting to be routed, in the order they happened.
+    effects: VecDeque<Effect>,
+    /// Datagrams waiting for the socket.
+    outbox: Vec<(SocketAddr, DatagramSend)>,
+    /// Every `events()` receiver still open.
+    subscribers: Vec<mpsc::UnboundedSender<SfuEvent>>,
+    #[cfg(test)]
+    panic_next: Option<ParticipantKey>,
+}
+
+impl MediaLoop {
+    pub(crate) fn new(rtc_config: RtcConfig, advertised: Vec<SocketAddr>) -> Self {
+        MediaLoop {
+            rtc_config,
+            advertised,
+            participants: HashMap::new(),
+            next_label: 0,
+            dirty: Vec::new(),
+            effects: VecDeque::new(),
+            outbox: Vec::new(),
+            subscribers: Vec::new(),
+            #[cfg(test)]
+            panic_next: None,
+        }
+    }
+
+    /// Runs until every handle is dropped.
+    pub(crate) async fn run(mut self, socket: UdpSocket, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut buf = vec![0u8; RECV_BUFFER_BYTES];
+        loop {
+            let now = Instant::now();
+            let wake = self.participants.values().map(|p| p.deadline).min().unwrap_or(now + MAX_IDLE);
+            let wake = wake.min(now + MAX_IDLE);
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.handle_command(command),
+                    None => break,
+                },
+                received = socket.recv_from(&mut buf) => match received {
+                    Ok((len, source)) => self.handle_datagram(&buf[..len], source),
+                    // UDP receive errors concern one datagram (or a stale ICMP report); the
+                    // socket itself stays usable.
+                    Err(e) => debug!(error = %e, "media socket receive failed"),
+                },
+                () = tokio::time::sleep_until(wake.into()) => {}
+            }
+            self.mark_due(Instant::now());
+            self.settle();
+            flush(&socket, &mut self.outbox).await;
+        }
+        for participant in self.participants.values_mut() {
+            participant.disconnect();
+        }
+        info!("media loop stopped");
+    }
+
+    fn handle_command(&mut self, command: Command) {
+        match command {
+            Command::AddParticipant { session, participant, offer, reply } => {
+                let _ = reply.send(self.add_participant(session, participant, offer));
+            }
+            Command::Answer { participant, answer, reply } => {
+                let _ = reply.send(self.answer(participant, answer));
+            }
+            Command::RemoveParticipant { participant, reply } => {
+                let result = match self.participants.remove(&participant) {
+                    Some(mut removed) => {
+                        // Best effort: a panic while disconnecting a leaving participant is moot.
+                        let _ = catch_unwind(AssertUnwindSafe(|| removed.disconnect()));
+                        self.publisher_left(removed.session, participant);
+                        Ok(())
+                    }
+                    None => Err(SfuError::UnknownParticipant(participant)),
+                };
+                let _ = reply.send(result);
+            }
+            Command::SetForwarding { participant, enabled, reply } => {
+                let _ = reply.send(self.set_forwarding(participant, enabled));
+            }
+            Command::Subscribe(subscriber) => self.subscribers.push(subscriber),
+            #[cfg(test)]
+            Command::InjectPanic(participant) => {
+                self.panic_next = Some(participant);
+                self.dirty.push(participant);
+            }
+        }
+    }
+
+    fn add_participant(
+        &mut self,
+        session: SessionKey,
+        key: ParticipantKey,
+        offer: SdpOffer,
+    ) -> Result<String, SfuError> {
+        if self.participants.contains_key(&key) {
+            return Err(SfuError::DuplicateParticipant(key));
+        }
+        self.next_label += 1;
+        let label = format!("gh{}", self.next_label);
+        let config = self.rtc_config.clone();
+        let advertised = &self.advertised;
+        // str0m's builder panics rather than returning some errors; keep that inside this call.
+        let accepted = catch_unwind(AssertUnwindSafe(|| {
+            Participant::accept(key, session, label, config, advertised, offer, Instant::now())
+        }));
+        let (participant, answer) = match accepted {
+            Ok(result) => result?,
+            Err(_) => return Err(SfuError::Engine("setting up the peer connection panicked".into())),
+        };
+        self.participants.insert(key, participant);
+        self.dirty.push(key);
+        info!(%session, participant = %key, "participant added");
+        Ok(answer.to_sdp_string())
+    }
+
+    fn answer(&mut self, key: ParticipantKey, answer: SdpAnswer) -> Result<(), SfuError> {
+        if !self.participants.contains_key(&key) {
+            return Err(SfuError::UnknownParticipant(key));
+        }
+        let opened = self.guarded(key, |p| p.accept_answer(answer)).ok_or(SfuError::UnknownParticipant(key))??;
+        self.dirty.push(key);
+        for source in opened {
+            self.effects.push_back(Effect::KeyframeWanted { source, kind: str0m::media::KeyframeRequestKind::Pli });
+        }
+        Ok(())
+    }
+
+    fn set_forwarding(&mut self, key: ParticipantKey, enabled: bool) -> Result<(), SfuError> {
+        let Some(participant) = self.participants.get_mut(&key) else {
+            return Err(SfuError::UnknownParticipant(key));
+        };
+        if participant.forwarding == enabled {
+            return Ok(());
+        }
+        participant.forwarding = enabled;
+        let session = participant.session;
+        info!(%session, participant = %key, enabled, "forwarding changed");
+        if !enabled {
+            // Existing m-lines stay negotiated; routing simply stops using them.
+            return Ok(());
+        }
+        // Cross-subscribe with every admitted participant of the session, both ways.
+        let peers: Vec<ParticipantKey> = self
+            .participants
+            .values()
+            .filter(|p| p.session == session && p.forwarding && p.key != key)
+            .map(|p| p.key)
+            .collect();
+        for peer in peers {
+            self.subscribe_all(peer, key);
+            self.subscribe_all(key, peer);
+        }
+        Ok(())
+    }
+
+    /// Makes `subscriber` receive every track `publisher` publishes.
+    fn subscribe_all(&mut self, subscriber: ParticipantKey, publisher: ParticipantKey) {
+        let Some(publisher_state) = self.participants.get(&publisher) else {
+            return;
+        };
+        let label = publisher_state.label.clone();
+        let tracks: Vec<_> = publisher_state.published().collect();
+        for (source, kind) in tracks {
+            let open = self.guarded(subscriber, |p| p.subscribe(source, kind, &label)).unwrap_or(false);
+            if open && kind == str0m::media::MediaKind::Video {
+                self.effects.push_back(Effect::KeyframeWanted { source, kind: str0m::media::KeyframeRequestKind::Pli });
+            }
+        }
+        self.dirty.push(subscriber);
+    }
+
+    fn handle_datagram(&mut self, data: &[u8], source: SocketAddr) {
+        // str0m matches STUN requests against our candidates, so the destination must be the
+        // advertised address (the public one behind a 1:1 NAT), not the socket's own.
+        let Some(destination) = self.advertised.iter().find(|a| a.is_ipv4() == source.is_ipv4()).copied() else {
+            return;
+        };
+        let Ok(receive) = Receive::new(Protocol::Udp, source, destination, data) else {
+            // Not STUN, DTLS, RTP or RTCP: nothing to do with us.
+            return;
+        };
+        let input = Input::Receive(Instant::now(), receive);
+        let owner = self.participants.values().find(|p| {
+            // `accepts` only reads state, but it runs on untrusted input: a panic there counts
+            // as "not this participant" and the participant's own handling will meet it again.
+            catch_unwind(AssertUnwindSafe(|| p.accepts(&input))).unwrap_or(false)
+        });
+        let Some(key) = owner.map(|p| p.key) else {
+            // Common for the first STUN packets of a client whose offer is still in flight.
+            debug!("no participant accepts a datagram");
+            return;
+        };
+        self.guarded(key, |p| p.handle_input(input));
+        self.dirty.push(key);
+    }
+
+    /// Marks every participant whose str0m deadline has passed.
+    fn mark_due(&mut self, now: Instant) {
+        self.dirty.extend(self.participants.values().filter(|p| p.deadline <= now).map(|p| p.key));
+    }
+
+    /// Drives participants and routes effects until nothing is left to do.
+    fn settle(&mut self) {
+        loop {
+            while let Some(effect) = self.effects.pop_front() {
+                self.route(effect);
+            }
+            if self.dirty.is_empty() {
+                return;
+            }
+            let mut dirty = std::mem::take(&mut self.dirty);
+            dirty.sort_unstable();
+            dirty.dedup();
+            for key in dirty {
+                let now = Instant::now();
+                self.guarded(key, |p| p.drive(now));
+            }
+        }
+    }
+
+    fn route(&mut self, effect: Effect) {
+        match effect {
+            Effect::Event(event) => self.emit(event),
+            Effect::TrackPublished { source, kind, label } => {
+                let Some(publisher) = self.participants.get(&source.publisher) else {
+                    return;
+                };
+                if !publisher.forwarding {
+                    // Subscriptions are made when the publisher is admitted.
+                    return;
+                }
+                for subscriber in self.forwarding_peers(source.publisher) {
+                    self.guarded(subscriber, |p| p.subscribe(source, kind, &label));
+                    self.dirty.push(subscriber);
+                }
+            }
+            Effect::Media { publisher, data } => {
+                if !self.participants.get(&publisher).is_some_and(|p| p.forwarding) {
+                    return;
+                }
+                for subscriber in self.forwarding_peers(publisher) {
+                    self.guarded(subscriber, |p| p.write_media(publisher, &data));
+                    self.dirty.push(subscriber);
+                }
+            }
+            Effect::KeyframeWanted { source, kind } => {
+                let now = Instant::now();
+                self.guarded(source.publisher, |p| p.request_keyframe(source.mid, kind, now));
+                self.dirty.push(source.publisher);
+            }
+        }
+    }
+
+    /// The other admitted participants of `key`'s session; empty unless `key` is admitted.
+    fn forwarding_peers(&self, key: ParticipantKey) -> Vec<ParticipantKey> {
+        let Some(me) = self.participants.get(&key) else {
+            return Vec::new();
+        };
+        if !me.forwarding {
+            return Vec::new();
+        }
+        self.participants
+            .values()
+            .filter(|p| p.key != key && p.session == me.session && p.forwarding && p.ending.is_none())
+            .map(|p| p.key)
+            .collect()
+    }
+
+    /// Runs `work` on one participant under `catch_unwind` and collects what it produced.
+    ///
+    /// A panic ends that participant alone with `SfuEvent::Failed`; an ending decided inside
+    /// the participant (ICE timeout, engine error) removes it the same way.
+    fn guarded<R>(&mut self, key: ParticipantKey, work: impl FnOnce(&mut Participant) -> R) -> Option<R> {
+        let participant = self.participants.get_mut(&key)?;
+        #[cfg(test)]
+        let inject = self.panic_next.take_if(|k| *k == key).is_some();
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            #[cfg(test)]
+            if inject {
+                panic!("injected test panic");
+            }
+            work(participant)
+        }));
+        match result {
+            Ok(value) => {
+                self.outbox.append(&mut participant.datagrams);
+                self.effects.extend(participant.effects.drain(..));
+                if let Some(ending) = participant.ending.clone() {
+                    self.end(key, ending);
+                }
+                Some(value)
+            }
+            Err(_) => {
+                warn!(participant = %key, "media handling panicked; ending this participant only");
+                self.end(key, Ending::Failed(FailureReason::Panicked));
+                None
+            }
+        }
+    }
+
+    /// Removes a participant whose connection ended and tells the caller.
+    fn end(&mut self, key: ParticipantKey, ending: Ending) {
+        let Some(removed) = self.participants.remove(&key) else {
+            return;
+        };
+        let event = match ending {
+            Ending::Disconnected(reason) => {
+                info!(participant = %key, %reason, "participant disconnected");
+                SfuEvent::Disconnected { participant: key, reason }
+            }
+            Ending::Failed(reason) => {
+                warn!(participant = %key, %reason, "participant failed");
+                SfuEvent::Failed { participant: key, reason }
+            }
+        };
+        // Queue, don't emit: events already queued for this participant must come first.
+        self.effects.push_back(Effect::Event(event));
+        self.publisher_left(removed.session, key);
+    }
+
+    /// Stops the m-lines that carried a departed participant's tracks to the others.
+    fn publisher_left(&mut self, session: SessionKey, publisher: ParticipantKey) {
+        let others: Vec<ParticipantKey> =
+            self.participants.values().filter(|p| p.session == session).map(|p| p.key).collect();
+        for other in others {
+            self.guarded(other, |p| p.publisher_gone(publisher));
+            self.dirty.push(other);
+        }
+    }
+
+    fn emit(&mut self, event: SfuEvent) {
+        self.subscribers.retain(|s| s.send(event.clone()).is_ok());
+    }
+}
+
+/// Sends queued datagrams. A datagram the kernel refuses is dropped, as UDP would anyway;
+/// NACK and RTX repair media, and STUN and DTLS retransmit.
+async fn flush(socket: &UdpSocket, outbox: &mut Vec<(SocketAddr, DatagramSend)>) {
+    for (destination, datagram) in outbox.drain(..) {
+        loop {
+            match socket.try_send_to(&datagram, destination) {
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(e) = socket.writable().await {
+                        debug!(error = %e, "media socket not writable");
+                        break;
+                    }
+                }
+                Err(e) => {
+                    debug!(error = %e, "media datagram not sent");
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The media core (SFU): forwards each participant's audio and video to the other admitted
+//! participants of the same session, over one UDP port, on str0m.
+//!
+//! Architecture invariant: this module knows nothing of HTTP, tokens, schedules or
+//! appointments. It is driven through [`SfuHandle`] and reports through [`SfuEvent`]; the
+//! caller decides who belongs to which session and who is admitted.
+//!
+//! - `media_loop.rs`: the one task that owns the socket and every participant.
+//! - `participant.rs`: one peer connection, its tracks and its renegotiation.
+//! - `keyframe.rs`: the keyframe-request throttle.
+//! - `handle.rs`: the command handle; `config.rs`, `event.rs`, `error.rs`, `ids.rs`: the API.
+//!
+//! Forwarding uses str0m's frame API (`Event::MediaData` in, `Writer::write` out) rather than
+//! RTP mode. str0m then owns each leg's sequence numbers, timestamps, payload-type mapping
+//! (`match_params`), RTX and NACK handling, so a subscriber that joins mid-stream or
+//! negotiated other payload types still gets a valid stream. The cost is reassembling video
+//! frames before forwarding them, which adds at most a frame's packet spread of delay.
+//!
+//! Privacy: the gateway is ICE-lite and only answers; it never sends a packet to an address it
+//! has not heard from. Answers and offers carry only the gateway's own candidates. Nothing at
+//! info level or above logs SDP, candidates or addresses.
+
+mod config;
+mod error;
+mod event;
+mod handle;
+mod ids;
+mod keyframe;
+mod media_loop;
+mod participant;
+
+use std::sync::Arc;
+
+use str0m::RtcConfig;
+use str0m::bwe::Bitrate;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+pub use config::SfuConfig;
+pub use error::SfuError;
+pub use event::{DisconnectReason, FailureReason, SfuEvent};
+pub use handle::SfuHandle;
+pub use ids::{ParticipantKey, SessionKey};
+
+/// The starting point of the send-side bandwidth estimate (TWCC); it adapts from there.
+const INITIAL_BITRATE_KBPS: u64 = 1_000;
+
+/// The media core's entry point.
+#[derive(Debug)]
+pub struct Sfu;
+
+impl Sfu {
+    /// Binds the media socket and spawns the media loop on the current tokio runtime.
+    ///
+    /// The loop runs until every [`SfuHandle`] is dropped; the join handle completes then.
+    pub async fn start(config: SfuConfig) -> Result<(SfuHandle, JoinHandle<()>), SfuError> {
+        let socket = UdpSocket::bind(config.udp_bind).await.map_err(SfuError::Bind)?;
+        let bound = socket.local_addr().map_err(SfuError::Bind)?;
+        let advertised = config::advertised_addrs(bound, &config.public_ips);
+        info!(port = bound.port(), "media socket bound");
+
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let media_loop = media_loop::MediaLoop::new(rtc_config(), advertised);
+        let task = tokio::spawn(media_loop.run(socket, commands_rx));
+        Ok((SfuHandle::new(commands_tx, bound), task))
+    }
+}
+
+/// The template every participant's `Rtc` is built from.
+fn rtc_config() -> RtcConfig {
+    RtcConfig::new()
+        // ICE-lite: answer connectivity checks, never originate them (DESIGN §4).
+        .set_ice_lite(true)
+        // The aws-lc-rs backend selected by the Cargo feature; resolved once, shared by all.
+        .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
+        // What prison-room kiosks and consultants' browsers send. str0m's default video codecs
+        // carry NACK and RTX; the default header extensions include transport-wide CC.
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .enable_h264(true)
+        // Send-side estimation from TWCC feedback, so a poor link is measured, not flooded.
+        .enable_bwe(Some(Bitrate::kbps(INITIAL_BITRATE_KBPS)))
+}

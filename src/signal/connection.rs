@@ -1,0 +1,279 @@
+//! One signalling connection: waits for `join`, asks the schedule whether this credential may
+//! enter now, connects to the live session, then relays session events out and client
+//! messages in. Bad input gets an `error` message with a code; repeated abuse or a flood closes
+//! the connection with a documented close code.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio::sync::mpsc;
+
+use super::protocol::{self, ClientMessage, Credential};
+use crate::clock::Clock;
+use crate::schedule::{Schedule, ScheduleError};
+use crate::session::{Connection, EndReason, SessionEvent, Sessions};
+
+/// The first message must arrive by then.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// A steady rate and a burst; more is a flood.
+const MESSAGES_PER_SECOND: f64 = 20.0;
+const BURST: f64 = 40.0;
+/// This many refused messages close the connection.
+const MAX_STRIKES: u32 = 10;
+
+/// Close codes (documented in docs/protocol.md).
+pub mod close {
+    /// The consultation ended, or the client left.
+    pub const NORMAL: u16 = 1000;
+    /// The credential was refused, or `join` did not come in time.
+    pub const REFUSED: u16 = 4401;
+    /// Too many invalid messages.
+    pub const ABUSE: u16 = 4400;
+    /// Messages arrived faster than allowed for too long.
+    pub const FLOOD: u16 = 4429;
+}
+
+/// A frame from the client, as the transport sees it.
+#[derive(Debug)]
+pub enum Frame {
+    Text(String),
+    /// Binary frames are not part of the protocol.
+    Binary,
+    /// A frame larger than the transport accepts.
+    TooLarge,
+    Close,
+}
+
+/// The transport under a signalling connection (a WebSocket in production).
+#[allow(async_fn_in_trait)]
+pub trait Socket: Send {
+    async fn recv(&mut self) -> Option<Frame>;
+    /// False when the connection is gone.
+    async fn send(&mut self, text: String) -> bool;
+    async fn close(&mut self, code: u16, reason: &str);
+}
+
+/// Who is connecting, as far as the transport knows.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The client's own address, for its own audit records only.
+    pub ip: Option<IpAddr>,
+    /// The hash of the browser cookie that binds join links to one browser.
+    pub browser: [u8; 32],
+}
+
+/// Runs the connection to its end.
+pub async fn run(mut socket: impl Socket, peer: Peer, schedule: Schedule, sessions: Sessions, clock: Clock) {
+    let mut limiter = Limiter::new();
+    let credential = match tokio::time::timeout(JOIN_TIMEOUT, first_join(&mut socket, &mut limiter)).await {
+        Ok(Some(credential)) => credential,
+        Ok(None) => return,
+        Err(_) => {
+            let message = "Send a join message first.";
+            socket.send(protocol::error_message("join_timeout", message)).await;
+            socket.close(close::REFUSED, "join timeout").await;
+            return;
+        }
+    };
+    let now = clock();
+    let admission = {
+        let (schedule, peer) = (schedule.clone(), peer.clone());
+        tokio::task::spawn_blocking(move || admit(&schedule, credential, &peer, now)).await
+    };
+    let admission = match admission {
+        Ok(Ok(admission)) => admission,
+        Ok(Err(ScheduleError::Denied(reason))) => {
+            socket.send(protocol::error_message(reason.code(), reason.message())).await;
+            socket.close(close::REFUSED, reason.code()).await;
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot admit a signalling connection");
+            socket.send(protocol::error_message("unavailable", "The gateway cannot admit anyone right now.")).await;
+            socket.close(close::REFUSED, "unavailable").await;
+            return;
+        }
+        Err(_) => return,
+    };
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let connection = match sessions.connect(admission, peer.ip, events_tx).await {
+        Ok(connection) => connection,
+        Err(reason) => {
+            socket.send(protocol::error_message(reason.code(), &reason.message())).await;
+            socket.close(close::REFUSED, reason.code()).await;
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                let ended = matches!(event, SessionEvent::Ended(_));
+                if !socket.send(protocol::event_message(&event)).await {
+                    break;
+                }
+                if ended {
+                    socket.close(close::NORMAL, "ended").await;
+                    break;
+                }
+            }
+            frame = socket.recv() => {
+                let Some(frame) = frame else { break };
+                match handle(frame, &connection, &mut limiter, &mut socket).await {
+                    Flow::Continue => {}
+                    Flow::Stop => break,
+                }
+            }
+        }
+    }
+    // Dropping the connection tells the session this member left (or dropped).
+    drop(connection);
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+async fn first_join(socket: &mut impl Socket, limiter: &mut Limiter) -> Option<Credential> {
+    loop {
+        let frame = socket.recv().await?;
+        let refused = match frame {
+            Frame::Close => return None,
+            Frame::Text(text) => match protocol::parse(&text) {
+                Ok(ClientMessage::Join(credential)) => return Some(credential),
+                Ok(ClientMessage::Ping { id }) => {
+                    socket.send(protocol::pong(id)).await;
+                    continue;
+                }
+                Ok(_) => ("not_joined", "Send a join message first.".to_owned()),
+                Err(e) => (e.code, e.message),
+            },
+            Frame::Binary => ("invalid_message", "Binary frames are not part of this protocol.".to_owned()),
+            Frame::TooLarge => ("too_large", "That message is too large.".to_owned()),
+        };
+        if !limiter.strike(socket, refused.0, &refused.1).await {
+            return None;
+        }
+    }
+}
+
+fn admit(
+    schedule: &Schedule,
+    credential: Credential,
+    peer: &Peer,
+    now: Timestamp,
+) -> Result<crate::schedule::Admission, ScheduleError> {
+    match credential {
+        Credential::Link { token, appointment_id } => {
+            let expected = match appointment_id.map(|id| id.parse()) {
+                Some(Ok(id)) => Some(id),
+                Some(Err(_)) => return Err(ScheduleError::Denied(crate::auth::policy::Reason::LinkInvalid)),
+                None => None,
+            };
+            schedule.redeem_link(&token, expected, &peer.browser, peer.ip, now)
+        }
+        Credential::Device { credential } => schedule.admit_room(&credential, peer.ip, now)?.1,
+    }
+}
+
+async fn handle(frame: Frame, connection: &Connection, limiter: &mut Limiter, socket: &mut impl Socket) -> Flow {
+    if !limiter.allow() {
+        socket.send(protocol::error_message("rate_limited", "Too many messages; slow down.")).await;
+        if limiter.flooding() {
+            socket.close(close::FLOOD, "flood").await;
+            return Flow::Stop;
+        }
+        return Flow::Continue;
+    }
+    let text = match frame {
+        Frame::Close => return Flow::Stop,
+        Frame::Text(text) => text,
+        Frame::Binary => {
+            return strike(limiter, socket, "invalid_message", "Binary frames are not part of this protocol.").await;
+        }
+        Frame::TooLarge => return strike(limiter, socket, "too_large", "That message is too large.").await,
+    };
+    match protocol::parse(&text) {
+        Ok(ClientMessage::Join(_)) => {
+            strike(limiter, socket, "already_joined", "This connection has already joined.").await
+        }
+        Ok(ClientMessage::Offer { sdp }) => {
+            connection.offer(sdp);
+            Flow::Continue
+        }
+        Ok(ClientMessage::Answer { sdp }) => {
+            connection.answer(sdp);
+            Flow::Continue
+        }
+        Ok(ClientMessage::Candidate) => Flow::Continue,
+        Ok(ClientMessage::Admit { participant_id }) => {
+            connection.admit(participant_id);
+            Flow::Continue
+        }
+        Ok(ClientMessage::End) => {
+            connection.end();
+            Flow::Continue
+        }
+        Ok(ClientMessage::Leave) => {
+            socket.send(protocol::ended(&EndReason::Left)).await;
+            socket.close(close::NORMAL, "left").await;
+            Flow::Stop
+        }
+        Ok(ClientMessage::Ping { id }) => {
+            socket.send(protocol::pong(id)).await;
+            Flow::Continue
+        }
+        Err(e) => strike(limiter, socket, e.code, &e.message).await,
+    }
+}
+
+async fn strike(limiter: &mut Limiter, socket: &mut impl Socket, code: &str, message: &str) -> Flow {
+    if limiter.strike(socket, code, message).await { Flow::Continue } else { Flow::Stop }
+}
+
+/// A token bucket for the message rate, and a count of refused messages.
+struct Limiter {
+    tokens: f64,
+    last: tokio::time::Instant,
+    strikes: u32,
+    /// Consecutive refusals for rate: a client that keeps flooding is cut off.
+    over_limit: u32,
+}
+
+impl Limiter {
+    fn new() -> Self {
+        Self { tokens: BURST, last: tokio::time::Instant::now(), strikes: 0, over_limit: 0 }
+    }
+
+    fn allow(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * MESSAGES_PER_SECOND).min(BURST);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.over_limit = 0;
+            true
+        } else {
+            self.over_limit += 1;
+            false
+        }
+    }
+
+    fn flooding(&self) -> bool {
+        self.over_limit > 20
+    }
+
+    /// Sends the error and counts it; false (after closing) once the client has used up its
+    /// strikes.
+    async fn strike(&mut self, socket: &mut impl Socket, code: &str, message: &str) -> bool {
+        self.strikes += 1;
+        socket.send(protocol::error_message(code, message)).await;
+        if self.strikes >= MAX_STRIKES {
+            socket.close(close::ABUSE, "too many invalid messages").await;
+            return false;
+        }
+        true
+    }
+}
