@@ -22,7 +22,8 @@ use observe::{HttpMetrics, Observer, observe};
 
 /// The public router: the web client and, as later parts land, the API and signalling.
 pub fn public_router(http_metrics: Arc<HttpMetrics>, api: api::Api) -> Router {
-    let ws_routes = Router::new().route("/ws", get(ws::upgrade)).with_state(api.clone());
+    // `any`: browsers may open the WebSocket over HTTP/2 (RFC 8441 extended CONNECT), not only GET.
+    let ws_routes = Router::new().route("/ws", axum::routing::any(ws::upgrade)).with_state(api.clone());
     let (api_routes, openapi) = api::router(api);
     let openapi = Arc::new(openapi);
     Router::new()

@@ -41,7 +41,6 @@ pub(crate) enum Command {
     Subscribe(mpsc::UnboundedSender<SfuEvent>),
     /// Makes the participant's next handling panic, to prove the loop survives it.
     #[cfg(test)]
-    #[allow(dead_code)] // Used by the media core's panic-isolation test.
     InjectPanic(ParticipantKey),
 }
 
@@ -114,7 +113,6 @@ impl SfuHandle {
     }
 
     #[cfg(test)]
-    #[allow(dead_code)] // Used by the media core's panic-isolation test.
     pub(crate) fn inject_panic(&self, participant: ParticipantKey) {
         let _ = self.commands.send(Command::InjectPanic(participant));
     }

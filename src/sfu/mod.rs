@@ -29,6 +29,9 @@ mod keyframe;
 mod media_loop;
 mod participant;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 
 use str0m::RtcConfig;

@@ -26,14 +26,12 @@ pub(crate) struct SourceTrack {
 
 /// A cross-participant consequence of driving one participant, routed by the media loop.
 #[derive(Debug)]
-// Effects move once, from a participant to the loop; boxing each media frame would add an
-// allocation per frame on the forwarding path.
-#[allow(clippy::large_enum_variant)]
 pub(crate) enum Effect {
     /// The participant started publishing a track; subscribers need an m-line for it.
     TrackPublished { source: SourceTrack, kind: MediaKind, label: String },
-    /// A media frame (audio packet or complete video frame) to fan out.
-    Media { publisher: ParticipantKey, data: MediaData },
+    /// A media frame (audio packet or complete video frame) to fan out. Boxed: `MediaData`
+    /// is ten times the size of the other variants, and effects queue up by the hundred.
+    Media { publisher: ParticipantKey, data: Box<MediaData> },
     /// A subscriber, or the loss of a packet, calls for a keyframe from a source.
     KeyframeWanted { source: SourceTrack, kind: KeyframeRequestKind },
     /// Something the caller must hear about.
@@ -214,9 +212,13 @@ impl Participant {
                     // A gap that NACK could not fill: subscribers' decoders need a fresh keyframe.
                     self.request_keyframe(data.mid, KeyframeRequestKind::Pli, now);
                 }
-                self.effects.push(Effect::Media { publisher: self.key, data });
+                self.effects.push(Effect::Media { publisher: self.key, data: Box::new(data) });
             }
             Event::KeyframeRequest(req) => {
+                if !self.forwarding {
+                    // A participant in the waiting room has no say over anyone's encoder.
+                    return;
+                }
                 let wanted = self.tracks_out.iter().find(|t| matches!(t.state, TrackOutState::Open(m) if m == req.mid));
                 if let Some(track) = wanted {
                     self.effects.push(Effect::KeyframeWanted { source: track.source, kind: req.kind });

@@ -3,6 +3,8 @@
 mod audit;
 mod audit_api;
 mod audit_crash;
+mod browser;
 mod foundation;
 mod schedule;
 mod support;
+mod webdriver;

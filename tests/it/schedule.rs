@@ -6,20 +6,20 @@ use serde_json::{Value, json};
 
 use crate::support::{Gateway, Response, Session};
 
-const PASSWORD: &str = "correct horse battery staple";
+pub const PASSWORD: &str = "correct horse battery staple";
 
 /// A gateway with a scheduler and a security officer signed in and one room enrolled.
-struct Desk {
-    gw: Gateway,
+pub struct Desk {
+    pub gw: Gateway,
     _dir: tempfile::TempDir,
-    scheduler: Session,
-    security: Session,
-    room: Value,
-    kiosk: String,
+    pub scheduler: Session,
+    pub security: Session,
+    pub room: Value,
+    pub kiosk: String,
 }
 
 impl Desk {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let (gw, dir) = Gateway::start();
         gw.add_staff("sched", "scheduler", PASSWORD, false);
         let security_totp = gw.add_staff("officer", "security", PASSWORD, false).expect("security gets TOTP");
@@ -43,12 +43,12 @@ impl Desk {
         }
     }
 
-    fn room_id(&self) -> &str {
+    pub fn room_id(&self) -> &str {
         self.room["id"].as_str().unwrap()
     }
 
     /// Books an appointment in this desk's room from `start_min` to `end_min` minutes from now.
-    fn book(&self, start_min: i64, end_min: i64) -> Response {
+    pub fn book(&self, start_min: i64, end_min: i64) -> Response {
         let now = jiff::Timestamp::now();
         let at = |m: i64| (now + jiff::SignedDuration::from_mins(m)).to_string();
         self.gw.staff_request(
@@ -67,14 +67,14 @@ impl Desk {
         )
     }
 
-    fn booked(&self, start_min: i64, end_min: i64) -> Value {
+    pub fn booked(&self, start_min: i64, end_min: i64) -> Value {
         let response = self.book(start_min, end_min);
         assert_eq!(response.status, 201, "{}", response.body);
         response.json()
     }
 
     /// Issues the clinician's link for `appointment`; returns the token.
-    fn link(&self, appointment: &Value) -> (String, String) {
+    pub fn link(&self, appointment: &Value) -> (String, String) {
         let id = appointment["id"].as_str().unwrap();
         let body = json!({ "participant_id": appointment["clinician"]["id"] });
         let issued =
@@ -87,17 +87,17 @@ impl Desk {
     }
 
     /// Presents a link from the browser holding `browser_cookie` (None: a new browser).
-    fn join(&self, token: &str, browser_cookie: Option<&str>) -> Response {
+    pub fn join(&self, token: &str, browser_cookie: Option<&str>) -> Response {
         let headers: Vec<(&str, &str)> = browser_cookie.map(|c| ("Cookie", c)).into_iter().collect();
         self.gw.request("POST", "/api/v1/join/link", &headers, Some(&json!({ "token": token })))
     }
 
-    fn join_room(&self, credential: &str) -> Response {
+    pub fn join_room(&self, credential: &str) -> Response {
         self.gw.request("POST", "/api/v1/join/room", &[], Some(&json!({ "device_credential": credential })))
     }
 
     /// The audit records of `kind` with outcome `reason`, read as security staff.
-    fn refusals(&self, kind: &str, reason: &str) -> Vec<Value> {
+    pub fn refusals(&self, kind: &str, reason: &str) -> Vec<Value> {
         let page = self.gw.staff_request(
             &self.security,
             "GET",

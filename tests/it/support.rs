@@ -240,19 +240,46 @@ pub struct Response {
 }
 
 impl Response {
-    fn read(stream: &mut impl Read) -> Self {
+    /// Reads one response: up to Content-Length when given (servers may keep the connection
+    /// open), otherwise to the end of the stream.
+    pub fn read(stream: &mut impl Read) -> Self {
         let mut raw = Vec::new();
-        let _ = stream.read_to_end(&mut raw);
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP response: {text:?}"));
+        let mut buf = [0u8; 16 * 1024];
+        let head_end = loop {
+            if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => panic!("no HTTP response: {:?}", String::from_utf8_lossy(&raw)),
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
         let mut lines = head.lines();
         let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
         let headers = lines
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
             .collect::<Vec<_>>();
+        let length = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse::<usize>().ok());
+        let mut body = raw[head_end..].to_vec();
+        match length {
+            Some(length) => {
+                while body.len() < length {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => body.extend_from_slice(&buf[..n]),
+                    }
+                }
+                body.truncate(length);
+            }
+            None => {
+                let _ = stream.read_to_end(&mut body);
+            }
+        }
+        let body = String::from_utf8_lossy(&body).into_owned();
         let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-        let body = if chunked { dechunk(body) } else { body.to_owned() };
+        let body = if chunked { dechunk(&body) } else { body };
         Self { status, headers, body }
     }
 

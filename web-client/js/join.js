@@ -27,6 +27,8 @@ async function main() {
   const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
   local.srcObject = stream;
   const call = new Call();
+  // Reachable from the browser console (and the end-to-end tests) for diagnostics: getStats().
+  window.gatehouseCall = call;
   call.addEventListener('admitted', () => say('In the consultation.'));
   call.addEventListener('track', (e) => { remote.srcObject = e.detail.streams[0]; });
   call.addEventListener('participants', (e) => {

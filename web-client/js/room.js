@@ -25,6 +25,8 @@ async function main() {
   const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
   local.srcObject = stream;
   const call = new Call();
+  // Reachable from the browser console (and the end-to-end tests) for diagnostics: getStats().
+  window.gatehouseCall = call;
   call.addEventListener('joined', () => say('Connected. Waiting for the clinician…'));
   call.addEventListener('waiting', () => say('Waiting for the clinician to let you in…'));
   call.addEventListener('admitted', () => say('You are in the consultation.'));

@@ -1,0 +1,166 @@
+//! A small W3C WebDriver client for Debian's chromedriver and headless Chromium: enough to open
+//! pages, run scripts and take screenshots. Each browser gets its own profile, so two of them
+//! are two independent people.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::Response;
+
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Whether the browser tests can run here (scripts/test installs both).
+pub fn available() -> bool {
+    Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists()
+}
+
+/// A running chromedriver.
+pub struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let driver = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(response) = driver.call("GET", "/status", None)
+                && response["value"]["ready"] == true
+            {
+                return driver;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("chromedriver did not become ready");
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> std::io::Result<Value> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        let response = Response::read(&mut stream);
+        Ok(serde_json::from_str(&response.body).unwrap_or(Value::Null))
+    }
+
+    /// A new browser with fake camera and microphone.
+    pub fn browser(&self) -> Browser<'_> {
+        let profile = tempfile::tempdir().unwrap();
+        let args = vec![
+            "--headless=new".to_owned(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--use-fake-ui-for-media-stream".into(),
+            "--use-fake-device-for-media-stream".into(),
+            // ICE over loopback: without it Chromium offers no 127.0.0.1 candidate.
+            "--allow-loopback-in-peer-connection".into(),
+            // The test gateway's development CA is not in this fresh profile.
+            "--ignore-certificate-errors".into(),
+            "--window-size=1280,720".into(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let capabilities = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "acceptInsecureCerts": true,
+            "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
+        }}});
+        let response = self.call("POST", "/session", Some(capabilities)).unwrap();
+        let session =
+            response["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {response}")).to_owned();
+        Browser { driver: self, session, _profile: profile }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One browser session.
+pub struct Browser<'a> {
+    driver: &'a Driver,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser<'_> {
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let path = format!("/session/{}{path}", self.session);
+        self.driver.call(method, &path, body).unwrap()["value"].clone()
+    }
+
+    pub fn goto(&self, url: &str) {
+        self.call("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    /// Runs `script` in the page and returns its result.
+    pub fn run(&self, script: &str) -> Value {
+        self.call("POST", "/execute/sync", Some(json!({ "script": script, "args": [] })))
+    }
+
+    /// Runs `script`, which calls its last argument with the result, and returns that.
+    pub fn run_async(&self, script: &str) -> Value {
+        self.call("POST", "/execute/async", Some(json!({ "script": script, "args": [] })))
+    }
+
+    /// Polls `script` until it returns something truthy, or panics after `limit`.
+    pub fn wait_for(&self, what: &str, script: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let value = self.run(script);
+            if !(value.is_null() || value == false) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; page says: {}",
+                self.run("return document.body.innerText")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Saves a PNG screenshot to `target/screenshots/NAME.png`.
+    pub fn screenshot(&self, name: &str) -> PathBuf {
+        use base64::Engine;
+        let data = self.call("GET", "/screenshot", None);
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        let bytes =
+            base64::engine::general_purpose::STANDARD.decode(data.as_str().unwrap_or_default()).unwrap_or_default();
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+impl Drop for Browser<'_> {
+    fn drop(&mut self) {
+        let _ = self.driver.call("DELETE", &format!("/session/{}", self.session), None);
+    }
+}
