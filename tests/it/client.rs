@@ -1,0 +1,422 @@
+//! A webrtc-rs peer (an independent WebRTC stack) that joins a consultation the way a browser
+//! does: over the gateway's WebSocket signalling with a real credential. It publishes synthetic
+//! Opus and VP8 whose bodies can be checked byte for byte, and records what it receives and
+//! every message the gateway sends it.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp::{Header, Packet};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
+    register_default_interceptors,
+};
+
+use crate::support::{Gateway, client_config};
+
+/// Payload types of `MediaEngine::register_default_codecs`, which str0m's answer keeps.
+const OPUS_PT: u8 = 111;
+const VP8_PT: u8 = 96;
+const MAGIC: &[u8; 4] = b"GHTS";
+/// magic, sender, kind, sequence (u32), send time in microseconds (u64).
+const BODY_HEADER: usize = 4 + 1 + 1 + 4 + 8;
+/// A VP8 keyframe's first ten bytes: frame tag (key frame, shown), start code, 320x240.
+const VP8_KEYFRAME_HEADER: [u8; 10] = [0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Audio = 0,
+    Video = 1,
+}
+
+/// One received payload, decoded back into what the sender embedded.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub kind: Kind,
+    pub sender: u8,
+    pub seq: u32,
+    /// The body arrived byte-for-byte as the sender built it.
+    pub intact: bool,
+}
+
+/// The test body: a header naming sender, kind, sequence and send time, then filler that is
+/// a function of those, so the receiver can rebuild it and compare every byte.
+pub fn body(sender: u8, kind: Kind, seq: u32, sent_us: u64, len: usize) -> Vec<u8> {
+    let mut b = Vec::with_capacity(len);
+    b.extend_from_slice(MAGIC);
+    b.push(sender);
+    b.push(kind as u8);
+    b.extend_from_slice(&seq.to_be_bytes());
+    b.extend_from_slice(&sent_us.to_be_bytes());
+    let mut i = 0u32;
+    while b.len() < len {
+        b.push((seq.wrapping_mul(31).wrapping_add(i.wrapping_mul(7)).wrapping_add(u32::from(sender))) as u8);
+        i += 1;
+    }
+    b
+}
+
+fn decode_body(kind: Kind, b: &[u8]) -> Option<Received> {
+    if b.len() < BODY_HEADER || &b[..4] != MAGIC || b[5] != kind as u8 {
+        return None;
+    }
+    let sender = b[4];
+    let seq = u32::from_be_bytes(b[6..10].try_into().ok()?);
+    let sent_us = u64::from_be_bytes(b[10..18].try_into().ok()?);
+    let intact = body(sender, kind, seq, sent_us, b.len()) == b;
+    Some(Received { kind, sender, seq, intact })
+}
+
+/// Skips the VP8 payload descriptor (RFC 7741 §4.2), which the gateway may rewrite.
+fn vp8_frame(payload: &[u8]) -> Option<&[u8]> {
+    let first = *payload.first()?;
+    let mut at = 1;
+    if first & 0x80 != 0 {
+        let ext = *payload.get(1)?;
+        at = 2;
+        if ext & 0x80 != 0 {
+            at += if payload.get(at)? & 0x80 != 0 { 2 } else { 1 };
+        }
+        if ext & 0x40 != 0 {
+            at += 1;
+        }
+        if ext & 0x30 != 0 {
+            at += 1;
+        }
+    }
+    payload.get(at..)
+}
+
+fn decode(kind: Kind, payload: &[u8]) -> Option<Received> {
+    match kind {
+        Kind::Audio => decode_body(kind, payload),
+        Kind::Video => {
+            let frame = vp8_frame(payload)?;
+            if frame.len() < VP8_KEYFRAME_HEADER.len() || frame[..10] != VP8_KEYFRAME_HEADER {
+                return None;
+            }
+            decode_body(kind, &frame[10..])
+        }
+    }
+}
+
+struct Handler {
+    gathered: mpsc::UnboundedSender<()>,
+    connected: watch::Sender<bool>,
+    received: Arc<Mutex<Vec<Received>>>,
+    undecodable: Arc<Mutex<usize>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.send(());
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        if state == RTCPeerConnectionState::Connected {
+            let _ = self.connected.send(true);
+        }
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let received = self.received.clone();
+        let undecodable = self.undecodable.clone();
+        tokio::spawn(async move {
+            let kind = if track.kind().await == RtpCodecKind::Audio { Kind::Audio } else { Kind::Video };
+            while let Some(event) = track.poll().await {
+                if let TrackRemoteEvent::OnRtpPacket(packet) = event {
+                    if packet.payload.is_empty() {
+                        continue; // padding
+                    }
+                    match decode(kind, &packet.payload) {
+                        Some(r) => received.lock().unwrap().push(r),
+                        None => *undecodable.lock().unwrap() += 1,
+                    }
+                }
+            }
+        });
+    }
+}
+
+pub struct Peer {
+    /// The sender byte embedded in every payload this peer publishes.
+    pub id: u8,
+    pc: Arc<dyn PeerConnection>,
+    audio: Arc<TrackLocalStaticRTP>,
+    video: Arc<TrackLocalStaticRTP>,
+    audio_ssrc: u32,
+    video_ssrc: u32,
+    connected: watch::Receiver<bool>,
+    received: Arc<Mutex<Vec<Received>>>,
+    undecodable: Arc<Mutex<usize>>,
+    /// Every text message the gateway sent, as received.
+    pub from_gateway: Arc<Mutex<Vec<String>>>,
+    /// Messages other than SDP, for the test to wait on.
+    events: tokio::sync::Mutex<mpsc::UnboundedReceiver<Value>>,
+    outgoing: mpsc::UnboundedSender<String>,
+    /// The `joined` message.
+    pub joined: Value,
+}
+
+impl Peer {
+    /// Joins through the gateway's WebSocket with `credential` (the `join` message's fields),
+    /// from a peer connection bound to `ip` (explicitly, so address-leak checks can fail).
+    pub async fn join(gw: &Gateway, ip: IpAddr, credential: Value, id: u8) -> Arc<Peer> {
+        let url = format!("wss://localhost:{}/ws", gw.public.port());
+        let request = url.into_client_request().unwrap();
+        let connector = tokio_tungstenite::Connector::Rustls(client_config(&gw.ca_path(), &rustls::version::TLS13));
+        let (ws, _) =
+            tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector)).await.unwrap();
+        let (mut sink, mut stream) = ws.split();
+        let (outgoing, mut outgoing_rx) = mpsc::unbounded_channel::<String>();
+        tokio::spawn(async move {
+            while let Some(text) = outgoing_rx.recv().await {
+                if sink.send(Message::Text(text.into())).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut join = credential;
+        join["v"] = json!(1);
+        join["type"] = json!("join");
+        outgoing.send(join.to_string()).unwrap();
+        let from_gateway = Arc::new(Mutex::new(Vec::new()));
+        let joined = loop {
+            let Some(Ok(Message::Text(text))) =
+                tokio::time::timeout(Duration::from_secs(10), stream.next()).await.unwrap()
+            else {
+                panic!("the gateway closed before joined");
+            };
+            from_gateway.lock().unwrap().push(text.to_string());
+            let message: Value = serde_json::from_str(&text).unwrap();
+            match message["type"].as_str() {
+                Some("joined") => break message,
+                Some("error") => panic!("join refused: {message}"),
+                _ => {}
+            }
+        };
+
+        let mut media = MediaEngine::default();
+        media.register_default_codecs().unwrap();
+        let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
+        let settings = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+            .with_include_loopback_candidate(true)
+            .build();
+        let (gathered_tx, mut gathered_rx) = mpsc::unbounded_channel();
+        let (connected_tx, connected) = watch::channel(false);
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let undecodable = Arc::new(Mutex::new(0));
+        let handler = Handler {
+            gathered: gathered_tx,
+            connected: connected_tx,
+            received: received.clone(),
+            undecodable: undecodable.clone(),
+        };
+        let pc: Arc<dyn PeerConnection> = Arc::new(
+            PeerConnectionBuilder::new()
+                .with_configuration(RTCConfigurationBuilder::new().build())
+                .with_media_engine(media)
+                .with_setting_engine(settings)
+                .with_interceptor_registry(registry)
+                .with_handler(Arc::new(handler))
+                .with_udp_addrs(vec![format!("{ip}:0")])
+                .build()
+                .await
+                .unwrap(),
+        );
+        let audio_ssrc = 0x1000_0000 + u32::from(id);
+        let video_ssrc = 0x2000_0000 + u32::from(id);
+        let audio = local_track(id, RtpCodecKind::Audio, audio_ssrc, "audio/opus", 48_000, 2);
+        let video = local_track(id, RtpCodecKind::Video, video_ssrc, "video/VP8", 90_000, 0);
+        pc.add_track(audio.clone() as Arc<dyn TrackLocal>).await.unwrap();
+        pc.add_track(video.clone() as Arc<dyn TrackLocal>).await.unwrap();
+        let offer = pc.create_offer(None).await.unwrap();
+        pc.set_local_description(offer).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), gathered_rx.recv()).await.unwrap();
+        let offer = pc.local_description().await.unwrap().sdp;
+        assert!(offer.contains(&ip.to_string()), "the peer must offer its own address");
+        outgoing.send(json!({ "v": 1, "type": "offer", "sdp": offer }).to_string()).unwrap();
+
+        // Reads the gateway's messages: SDP is handled here, the rest goes to the test.
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (reader_pc, reader_out, log) = (pc.clone(), outgoing.clone(), from_gateway.clone());
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = stream.next().await {
+                let text = match message {
+                    Message::Text(text) => text.to_string(),
+                    Message::Close(frame) => {
+                        let code = frame.map(|f| u16::from(f.code)).unwrap_or(1005);
+                        let _ = events_tx.send(json!({ "type": "closed", "code": code }));
+                        break;
+                    }
+                    _ => continue,
+                };
+                log.lock().unwrap().push(text.clone());
+                let message: Value = serde_json::from_str(&text).unwrap();
+                match message["type"].as_str() {
+                    Some("answer") => {
+                        let answer =
+                            RTCSessionDescription::answer(message["sdp"].as_str().unwrap().to_owned()).unwrap();
+                        reader_pc.set_remote_description(answer).await.unwrap();
+                    }
+                    Some("offer") => {
+                        let offer = RTCSessionDescription::offer(message["sdp"].as_str().unwrap().to_owned()).unwrap();
+                        if reader_pc.set_remote_description(offer).await.is_ok()
+                            && let Ok(answer) = reader_pc.create_answer(None).await
+                            && reader_pc.set_local_description(answer).await.is_ok()
+                            && let Some(local) = reader_pc.local_description().await
+                        {
+                            let _ = reader_out.send(json!({ "v": 1, "type": "answer", "sdp": local.sdp }).to_string());
+                        }
+                    }
+                    _ => {
+                        let _ = events_tx.send(message);
+                    }
+                }
+            }
+        });
+        Arc::new(Peer {
+            id,
+            pc,
+            audio,
+            video,
+            audio_ssrc,
+            video_ssrc,
+            connected,
+            received,
+            undecodable,
+            from_gateway,
+            events: tokio::sync::Mutex::new(events),
+            outgoing,
+            joined,
+        })
+    }
+
+    /// Sends a protocol message (`v` is added).
+    pub fn send(&self, mut message: Value) {
+        message["v"] = json!(1);
+        let _ = self.outgoing.send(message.to_string());
+    }
+
+    /// Waits for the next message of `kind` from the gateway, skipping others.
+    pub async fn expect(&self, kind: &str) -> Value {
+        let mut events = self.events.lock().await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let message = tokio::time::timeout_at(deadline, events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("peer {} never got {kind}", self.id))
+                .unwrap_or_else(|| panic!("peer {}: the connection closed before {kind}", self.id));
+            if message["type"] == kind {
+                return message;
+            }
+        }
+    }
+
+    pub async fn wait_connected(&self) {
+        let mut connected = self.connected.clone();
+        tokio::time::timeout(Duration::from_secs(10), connected.wait_for(|c| *c)).await.unwrap().unwrap();
+    }
+
+    /// Publishes for `duration`: Opus-sized audio at 50/s and a small VP8 keyframe at 25/s.
+    /// Sequence numbers start at `first_seq`. Returns the number of (audio, video) payloads sent.
+    pub async fn publish(&self, epoch: Instant, first_seq: u32, duration: Duration) -> (u32, u32) {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        let ticks = (duration.as_millis() / 20) as u32;
+        let (mut audio_seq, mut video_seq) = (first_seq, first_seq);
+        for n in 0..ticks {
+            tick.tick().await;
+            let sent_us = epoch.elapsed().as_micros() as u64;
+            let audio = body(self.id, Kind::Audio, audio_seq, sent_us, 100);
+            self.audio
+                .write_rtp(packet(OPUS_PT, self.audio_ssrc, audio_seq, audio_seq * 960, true, audio))
+                .await
+                .unwrap();
+            audio_seq += 1;
+            if n % 2 == 0 {
+                let mut frame = vec![0x10]; // VP8 descriptor: start of partition 0
+                frame.extend_from_slice(&VP8_KEYFRAME_HEADER);
+                frame.extend(body(self.id, Kind::Video, video_seq, sent_us, 600));
+                self.video
+                    .write_rtp(packet(VP8_PT, self.video_ssrc, video_seq, video_seq * 3600, true, frame))
+                    .await
+                    .unwrap();
+                video_seq += 1;
+            }
+        }
+        (audio_seq - first_seq, video_seq - first_seq)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    pub fn undecodable(&self) -> usize {
+        *self.undecodable.lock().unwrap()
+    }
+
+    pub async fn close(&self) {
+        let _ = self.pc.close().await;
+    }
+}
+
+fn local_track(
+    id: u8,
+    kind: RtpCodecKind,
+    ssrc: u32,
+    mime: &str,
+    clock_rate: u32,
+    channels: u16,
+) -> Arc<TrackLocalStaticRTP> {
+    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        format!("stream-{id}"),
+        format!("{kind}-{id}"),
+        format!("{kind}-{id}"),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+            active: true,
+            codec: RTCRtpCodec {
+                mime_type: mime.to_owned(),
+                clock_rate,
+                channels,
+                sdp_fmtp_line: String::new(),
+                rtcp_feedback: vec![],
+            },
+            ..Default::default()
+        }],
+    )))
+}
+
+fn packet(pt: u8, ssrc: u32, seq: u32, timestamp: u32, marker: bool, payload: Vec<u8>) -> Packet {
+    Packet {
+        header: Header {
+            version: 2,
+            marker,
+            payload_type: pt,
+            sequence_number: seq as u16,
+            timestamp,
+            ssrc,
+            ..Default::default()
+        },
+        payload: Bytes::from(payload),
+    }
+}

@@ -1,0 +1,150 @@
+//! Media through the real gateway: two independent WebRTC peers (webrtc-rs) join one
+//! appointment over the signalling WebSocket with real credentials, and each receives the
+//! other's payloads intact and in order, without ever learning the other's address.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::client::{Kind, Peer};
+use crate::schedule::Desk;
+
+const ROOM_IP: &str = "127.0.0.2";
+const CLINICIAN_IP: &str = "127.0.0.3";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// Checks that `peer` received `from`'s payloads: most of them, every one intact, and in order.
+fn assert_received(peer: &Peer, from: &Peer, sent: (u32, u32)) {
+    let received = peer.received();
+    for (kind, sent) in [(Kind::Audio, sent.0), (Kind::Video, sent.1)] {
+        let got: Vec<_> = received.iter().filter(|r| r.kind == kind && r.sender == from.id).collect();
+        assert!(got.iter().all(|r| r.intact), "peer {} got a damaged {kind:?} payload", peer.id);
+        assert!(got.windows(2).all(|w| w[0].seq < w[1].seq), "peer {} got {kind:?} out of order", peer.id);
+        // The first packets may go before renegotiation completes; the rest must arrive.
+        assert!(got.len() as u32 * 10 >= sent * 8, "peer {} got {} of {sent} {kind:?} payloads", peer.id, got.len());
+    }
+    assert!(received.iter().all(|r| r.sender != peer.id), "peer {} received its own media back", peer.id);
+    assert_eq!(peer.undecodable(), 0, "peer {} received payloads that are not what anyone sent", peer.id);
+}
+
+#[test]
+fn two_webrtc_peers_exchange_intact_media_without_learning_each_others_address() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let (token, _) = desk.link(&appointment);
+    runtime().block_on(async {
+        let room_ip: IpAddr = ROOM_IP.parse().unwrap();
+        let clinician_ip: IpAddr = CLINICIAN_IP.parse().unwrap();
+        let room = Peer::join(&desk.gw, room_ip, json!({ "device": desk.kiosk }), 1).await;
+        assert_eq!(room.joined["role"], "room");
+        room.expect("waiting").await;
+        let clinician = Peer::join(&desk.gw, clinician_ip, json!({ "link": token }), 2).await;
+        assert_eq!(clinician.joined["admitted"], true);
+        // The clinician admits the room from the waiting room.
+        let room_id = room.joined["participant_id"].as_str().unwrap().to_owned();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let participants = clinician.expect("participants").await;
+            let waiting = participants["participants"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["id"] == room_id.as_str() && p["state"] == "waiting");
+            if waiting {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the room never showed as waiting");
+        }
+        clinician.send(json!({ "type": "admit", "participant_id": room_id }));
+        room.expect("admitted").await;
+        room.wait_connected().await;
+        clinician.wait_connected().await;
+        // Renegotiation (each side gets the other's tracks) settles before publishing.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+
+        let epoch = Instant::now();
+        let (a, b) = (room.clone(), clinician.clone());
+        let (room_sent, clinician_sent) =
+            tokio::join!(async move { a.publish(epoch, 1, Duration::from_secs(3)).await }, async move {
+                b.publish(epoch, 1, Duration::from_secs(3)).await
+            },);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_received(&room, &clinician, clinician_sent);
+        assert_received(&clinician, &room, room_sent);
+
+        // Nothing the gateway sent either of them names the other's address.
+        let seen_by_room = room.from_gateway.lock().unwrap().join("\n");
+        let seen_by_clinician = clinician.from_gateway.lock().unwrap().join("\n");
+        assert!(seen_by_room.contains("a=candidate"), "the room got no SDP at all");
+        assert!(!seen_by_room.contains(CLINICIAN_IP), "the room learned the clinician's address");
+        assert!(!seen_by_clinician.contains(ROOM_IP), "the clinician learned the room's address");
+        room.close().await;
+        clinician.close().await;
+        let _ = Arc::strong_count(&room);
+    });
+    // Nor did the gateway's log.
+    let log = desk.gw.log.lock().unwrap().join("\n");
+    assert!(!log.contains(ROOM_IP) && !log.contains(CLINICIAN_IP), "a participant's address reached the log");
+}
+
+#[test]
+fn a_peer_for_another_appointment_or_still_waiting_receives_no_media() {
+    let desk = Desk::new();
+    let first = desk.booked(-5, 25);
+    let (first_token, _) = desk.link(&first);
+    // A second room with its own appointment at the same time.
+    let other_room = desk
+        .gw
+        .staff_request(
+            &desk.scheduler,
+            "POST",
+            "/api/v1/rooms",
+            Some(json!({ "site": "HMP Test", "name": "Room 2", "timezone": "Europe/London" })),
+        )
+        .json();
+    let now = jiff::Timestamp::now();
+    let at = |m: i64| (now + jiff::SignedDuration::from_mins(m)).to_string();
+    let second = desk
+        .gw
+        .staff_request(
+            &desk.scheduler,
+            "POST",
+            "/api/v1/appointments",
+            Some(json!({
+                "room_id": other_room["room"]["id"], "start": at(-5), "end": at(25),
+                "clinician": { "name": "Dr Other", "email": "other@hospital.example" },
+                "patient_pseudonym": "PT-0777", "escort_name": "Officer Other",
+            })),
+        )
+        .json();
+    let (second_token, _) = desk.link(&second);
+    runtime().block_on(async {
+        let clinician = Peer::join(&desk.gw, "127.0.0.3".parse().unwrap(), json!({ "link": first_token }), 2).await;
+        // Never admitted: waits in the first appointment's waiting room.
+        let waiting = Peer::join(&desk.gw, "127.0.0.2".parse().unwrap(), json!({ "device": desk.kiosk }), 1).await;
+        waiting.expect("waiting").await;
+        // In another appointment altogether.
+        let stranger = Peer::join(&desk.gw, "127.0.0.4".parse().unwrap(), json!({ "link": second_token }), 3).await;
+        clinician.wait_connected().await;
+        stranger.wait_connected().await;
+        let epoch = Instant::now();
+        let (c, s, w) = (clinician.clone(), stranger.clone(), waiting.clone());
+        tokio::join!(
+            async move { c.publish(epoch, 1, Duration::from_secs(2)).await },
+            async move { s.publish(epoch, 1, Duration::from_secs(2)).await },
+            async move { w.publish(epoch, 1, Duration::from_secs(2)).await },
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(waiting.received().is_empty(), "a waiting participant received media");
+        assert!(stranger.received().is_empty(), "media crossed into another appointment");
+        assert!(
+            clinician.received().is_empty(),
+            "the clinician received media from the waiting room or another appointment"
+        );
+    });
+}
