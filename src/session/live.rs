@@ -49,7 +49,9 @@ pub(super) enum Command {
         reason: String,
         reply: oneshot::Sender<Result<(), ScheduleError>>,
     },
-    Changed(Change),
+    /// Something changed that may end connections; None when changes were missed, so every
+    /// member is checked again.
+    Changed(Option<Change>),
     /// The media core asks this connection's browser to renegotiate.
     MediaOffer {
         key: ParticipantKey,
@@ -239,7 +241,7 @@ impl Live {
                 return over;
             }
             Command::Changed(change) => {
-                if self.concerns(&change) {
+                if change.is_none_or(|c| self.concerns(&c)) {
                     return self.reevaluate().await;
                 }
             }

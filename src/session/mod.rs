@@ -126,13 +126,13 @@ impl Sessions {
                     change = changes.recv() => match change {
                         Ok(change) => {
                             for session in changes_shared.all() {
-                                let _ = session.send(Command::Changed(change.clone()));
+                                let _ = session.send(Command::Changed(Some(change.clone())));
                             }
                         }
                         // Missed changes: everyone re-checks everything.
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                             for session in changes_shared.all() {
-                                let _ = session.send(Command::Changed(crate::schedule::Change::Site(String::new())));
+                                let _ = session.send(Command::Changed(None));
                             }
                         }
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => break,

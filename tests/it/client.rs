@@ -170,7 +170,7 @@ pub struct Peer {
     pub from_gateway: Arc<Mutex<Vec<String>>>,
     /// Messages other than SDP, for the test to wait on.
     events: tokio::sync::Mutex<mpsc::UnboundedReceiver<Value>>,
-    outgoing: mpsc::UnboundedSender<String>,
+    outgoing: mpsc::UnboundedSender<Message>,
     /// The `joined` message.
     pub joined: Value,
 }
@@ -185,10 +185,11 @@ impl Peer {
         let (ws, _) =
             tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector)).await.unwrap();
         let (mut sink, mut stream) = ws.split();
-        let (outgoing, mut outgoing_rx) = mpsc::unbounded_channel::<String>();
+        let (outgoing, mut outgoing_rx) = mpsc::unbounded_channel::<Message>();
         tokio::spawn(async move {
-            while let Some(text) = outgoing_rx.recv().await {
-                if sink.send(Message::Text(text.into())).await.is_err() {
+            while let Some(message) = outgoing_rx.recv().await {
+                let closing = matches!(message, Message::Close(_));
+                if sink.send(message).await.is_err() || closing {
                     break;
                 }
             }
@@ -196,7 +197,7 @@ impl Peer {
         let mut join = credential;
         join["v"] = json!(1);
         join["type"] = json!("join");
-        outgoing.send(join.to_string()).unwrap();
+        outgoing.send(Message::Text(join.to_string().into())).unwrap();
         let from_gateway = Arc::new(Mutex::new(Vec::new()));
         let joined = loop {
             let Some(Ok(Message::Text(text))) =
@@ -253,7 +254,7 @@ impl Peer {
         tokio::time::timeout(Duration::from_secs(5), gathered_rx.recv()).await.unwrap();
         let offer = pc.local_description().await.unwrap().sdp;
         assert!(offer.contains(&ip.to_string()), "the peer must offer its own address");
-        outgoing.send(json!({ "v": 1, "type": "offer", "sdp": offer }).to_string()).unwrap();
+        outgoing.send(Message::Text(json!({ "v": 1, "type": "offer", "sdp": offer }).to_string().into())).unwrap();
 
         // Reads the gateway's messages: SDP is handled here, the rest goes to the test.
         let (events_tx, events) = mpsc::unbounded_channel();
@@ -284,7 +285,8 @@ impl Peer {
                             && reader_pc.set_local_description(answer).await.is_ok()
                             && let Some(local) = reader_pc.local_description().await
                         {
-                            let _ = reader_out.send(json!({ "v": 1, "type": "answer", "sdp": local.sdp }).to_string());
+                            let answer = json!({ "v": 1, "type": "answer", "sdp": local.sdp }).to_string();
+                            let _ = reader_out.send(Message::Text(answer.into()));
                         }
                     }
                     _ => {
@@ -313,7 +315,7 @@ impl Peer {
     /// Sends a protocol message (`v` is added).
     pub fn send(&self, mut message: Value) {
         message["v"] = json!(1);
-        let _ = self.outgoing.send(message.to_string());
+        let _ = self.outgoing.send(Message::Text(message.to_string().into()));
     }
 
     /// Waits for the next message of `kind` from the gateway, skipping others.
@@ -373,8 +375,10 @@ impl Peer {
         *self.undecodable.lock().unwrap()
     }
 
+    /// Drops off the network: the peer connection and the WebSocket both close.
     pub async fn close(&self) {
         let _ = self.pc.close().await;
+        let _ = self.outgoing.send(Message::Close(None));
     }
 }
 

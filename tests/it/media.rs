@@ -148,3 +148,45 @@ fn a_peer_for_another_appointment_or_still_waiting_receives_no_media() {
         );
     });
 }
+
+#[test]
+fn a_dropped_room_reconnects_within_the_window_without_being_admitted_again() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let (token, _) = desk.link(&appointment);
+    runtime().block_on(async {
+        let room = Peer::join(&desk.gw, ROOM_IP.parse().unwrap(), json!({ "device": desk.kiosk }), 1).await;
+        room.expect("waiting").await;
+        let clinician = Peer::join(&desk.gw, CLINICIAN_IP.parse().unwrap(), json!({ "link": token }), 2).await;
+        let room_id = room.joined["participant_id"].as_str().unwrap().to_owned();
+        clinician.send(json!({ "type": "admit", "participant_id": room_id }));
+        room.expect("admitted").await;
+        room.wait_connected().await;
+
+        // The kiosk's network drops: its WebSocket and peer connection are gone.
+        room.close().await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let participants = clinician.expect("participants").await;
+            let away = participants["participants"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["id"] == room_id.as_str() && p["state"] == "away");
+            if away {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the room never showed as away");
+        }
+        // It comes back with the same credential: admitted at once, and media flows again.
+        let back = Peer::join(&desk.gw, ROOM_IP.parse().unwrap(), json!({ "device": desk.kiosk }), 3).await;
+        assert_eq!(back.joined["admitted"], true, "{}", back.joined);
+        back.expect("admitted").await;
+        back.wait_connected().await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let epoch = Instant::now();
+        let sent = clinician.publish(epoch, 1, Duration::from_secs(2)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_received(&back, &clinician, sent);
+    });
+}
