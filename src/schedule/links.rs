@@ -27,11 +27,19 @@ pub struct Admission {
     pub view: AppointmentView,
     /// The name other participants see; never anything else about them.
     pub display_name: String,
-    /// The participant (clinician or guest) or room this admission is for.
-    pub participant: ParticipantRole,
     /// Who this is within the appointment: the participant's id, or the room's id for a kiosk.
     /// A second connection with the same member id is a duplicate.
     pub member_id: uuid::Uuid,
+}
+
+impl Admission {
+    /// The role the others see: room, clinician or guest.
+    pub fn role(&self) -> &'static str {
+        match &self.principal {
+            Principal::Link { role, .. } => role.as_str(),
+            _ => "room",
+        }
+    }
 }
 
 fn link_object(view: &AppointmentView, link: LinkId) -> Object {
@@ -178,7 +186,7 @@ impl Schedule {
                 .map(|g| g.display_name.clone())
                 .unwrap_or_default()
         };
-        Ok(Admission { principal, view, display_name, participant: role, member_id: record.participant.0 })
+        Ok(Admission { principal, view, display_name, member_id: record.participant.0 })
     }
 
     /// Whether a room's kiosk, by its device credential, may enter its current appointment.
@@ -232,7 +240,6 @@ impl Schedule {
             principal: caller.principal.clone(),
             view,
             display_name,
-            participant: ParticipantRole::Guest,
             member_id: room.0,
         })
     }

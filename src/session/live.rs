@@ -300,11 +300,7 @@ impl Live {
         let caller = Caller::new(admission.principal.clone(), ip);
         let conn = Conn { id: self.shared.next_conn(), events, media: None, ip };
         let conn_id = conn.id;
-        let role = match &admission.principal {
-            Principal::Room { .. } => "room",
-            Principal::Link { role, .. } => role.as_str(),
-            _ => "guest",
-        };
+        let role = admission.role();
         let reconnect = match self.members.iter_mut().find(|m| m.id == id) {
             Some(existing) if existing.conn.is_some() => {
                 // A second connection with the same credential is refused, never substituted.

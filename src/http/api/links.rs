@@ -191,8 +191,7 @@ async fn join_with_link(
     .await;
     let mut response = match result {
         Ok(admission) => {
-            let role = admission.participant.as_str();
-            Json(admission_json(&admission, role, now)).into_response()
+            Json(admission_json(&admission, admission.role(), now)).into_response()
         }
         Err(e) => e.into_response(),
     };
@@ -227,5 +226,5 @@ async fn join_as_room(
         admission.map_err(schedule_error)
     })
     .await?;
-    Ok(Json(admission_json(&admission, "room", now)))
+    Ok(Json(admission_json(&admission, admission.role(), now)))
 }
