@@ -236,11 +236,6 @@ impl Schedule {
         self.authorize(caller, Action::Join, view.as_ref(), Credential::Valid, now)?;
         let view = view.ok_or(ScheduleError::Denied(Reason::RoomNotBooked))?;
         let display_name = view.room.name.clone();
-        Ok(Admission {
-            principal: caller.principal.clone(),
-            view,
-            display_name,
-            member_id: room.0,
-        })
+        Ok(Admission { principal: caller.principal.clone(), view, display_name, member_id: room.0 })
     }
 }

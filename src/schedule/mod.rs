@@ -305,7 +305,8 @@ impl Schedule {
 
     pub fn book(&self, caller: &Caller, new: NewAppointment, now: Timestamp) -> Result<AppointmentView, ScheduleError> {
         let room = self.room(new.room)?;
-        validate::times(new.start, new.end, now)?;
+        let (start, end) = (validate::whole_seconds(new.start), validate::whole_seconds(new.end));
+        validate::times(start, end, now)?;
         let booked_by = match &caller.principal {
             policy::Principal::Staff { id, .. } => *id,
             _ => StaffId(uuid::Uuid::nil()),
@@ -313,8 +314,8 @@ impl Schedule {
         let appointment = Appointment {
             id: AppointmentId::new(),
             room: room.id,
-            start: new.start,
-            end: new.end,
+            start,
+            end,
             clinician_id: ParticipantId::new(),
             clinician_name: validate::text("clinician_name", &new.clinician_name, 100)?,
             clinician_email: validate::email("clinician_email", &new.clinician_email)?,
@@ -360,6 +361,7 @@ impl Schedule {
     ) -> Result<AppointmentView, ScheduleError> {
         let view = self.view(id)?;
         self.authorize(caller, Action::Reschedule, Some(&view), Credential::Valid, now)?;
+        let (start, end) = (validate::whole_seconds(start), validate::whole_seconds(end));
         validate::times(start, end, now)?;
         self.store.reschedule(id, start, end, now.as_second())?;
         self.record(caller, EventKind::AppointmentRescheduled, object_of(&view.appointment))?;

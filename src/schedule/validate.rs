@@ -76,6 +76,11 @@ pub fn timezone(value: &str) -> Result<String, Invalid> {
     }
 }
 
+/// Bookings are kept to the second: what is stored is what is shown and enforced.
+pub fn whole_seconds(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
+}
+
 /// A booking's times: end after start, at most four hours, and not wholly in the past.
 pub fn times(start: Timestamp, end: Timestamp, now: Timestamp) -> Result<(), Invalid> {
     if end <= start {

@@ -139,6 +139,15 @@ enum Flow {
 async fn first_join(socket: &mut impl Socket, limiter: &mut Limiter) -> Option<Credential> {
     loop {
         let frame = socket.recv().await?;
+        // Before the join, as after it: a flood is cut off.
+        if !limiter.allow() {
+            socket.send(protocol::error_message("rate_limited", "Too many messages; slow down.")).await;
+            if limiter.flooding() {
+                socket.close(close::FLOOD, "flood").await;
+                return None;
+            }
+            continue;
+        }
         let refused = match frame {
             Frame::Close => return None,
             Frame::Text(text) => match protocol::parse(&text) {

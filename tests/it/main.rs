@@ -8,5 +8,6 @@ mod client;
 mod foundation;
 mod media;
 mod schedule;
+mod signalling;
 mod support;
 mod webdriver;

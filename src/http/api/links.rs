@@ -190,9 +190,7 @@ async fn join_with_link(
     })
     .await;
     let mut response = match result {
-        Ok(admission) => {
-            Json(admission_json(&admission, admission.role(), now)).into_response()
-        }
+        Ok(admission) => Json(admission_json(&admission, admission.role(), now)).into_response(),
         Err(e) => e.into_response(),
     };
     if let Some(id) = new_cookie

@@ -1,0 +1,739 @@
+//! The signalling protocol (docs/protocol.md) over the real `/ws` endpoint: join refusals, the
+//! waiting room and admission, duplicate connections and reconnection, policy changes during a
+//! call, timing, the clinician's end, bad input and floods, and the audit trail a session leaves.
+//! Every connection is a real WebSocket over TLS that trusts only the gateway's development CA.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use crate::schedule::{Desk, PASSWORD};
+use crate::support::Response;
+
+/// How long any one expected message may take to arrive.
+const WAIT: Duration = Duration::from_secs(5);
+/// Policy changes must reach a live call within this.
+const POLICY_LATENCY: Duration = Duration::from_secs(1);
+
+/// Loopback source addresses, so that each party's audit records can be told apart by address.
+const ROOM_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+const CLINICIAN_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+const GUEST_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
+
+/// What the gateway sent next.
+#[derive(Debug)]
+enum Event {
+    Message(Value),
+    /// The connection closed: the close frame's code, or None if it just dropped.
+    Closed(Option<u16>),
+}
+
+/// A blocking signalling client: one WebSocket with its own single-threaded runtime, so tests
+/// read as plain sequences of sends and expected replies, like the rest of this crate.
+struct Ws {
+    // Declared before the runtime so that it is dropped first.
+    stream: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
+    rt: tokio::runtime::Runtime,
+    closed: Option<Option<u16>>,
+}
+
+impl Ws {
+    /// Opens `wss://localhost:PORT/ws` from the loopback address `from`, as the browser holding
+    /// `browser` (None: a browser the gateway has never seen).
+    fn connect(desk: &Desk, from: Ipv4Addr, browser: Option<&str>) -> Self {
+        let gw = &desk.gw;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let stream = rt.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(SocketAddr::new(from.into(), 0)).unwrap();
+            let tcp =
+                tokio::time::timeout(WAIT, socket.connect(gw.public)).await.expect("TCP connect in time").unwrap();
+            let mut request = format!("wss://localhost:{}/ws", gw.public.port()).into_client_request().unwrap();
+            if let Some(browser) = browser {
+                request.headers_mut().insert("Cookie", format!("gh_browser={browser}").parse().unwrap());
+            }
+            let tls = crate::support::client_config(&gw.ca_path(), &rustls::version::TLS13);
+            let upgrade =
+                tokio_tungstenite::client_async_tls_with_config(request, tcp, None, Some(Connector::Rustls(tls)));
+            tokio::time::timeout(WAIT, upgrade).await.expect("WebSocket upgrade in time").expect("WebSocket upgrade").0
+        });
+        Self { stream, rt, closed: None }
+    }
+
+    fn send(&mut self, message: Value) {
+        self.send_text(message.to_string());
+    }
+
+    fn send_text(&mut self, text: String) {
+        self.send_raw(Message::text(text));
+    }
+
+    fn send_raw(&mut self, message: Message) {
+        let stream = &mut self.stream;
+        let sent = self.rt.block_on(async { tokio::time::timeout(WAIT, stream.send(message)).await });
+        sent.expect("send in time").expect("send");
+    }
+
+    /// The next message or the close, or None if nothing came within `limit`.
+    fn next_event(&mut self, limit: Duration) -> Option<Event> {
+        if let Some(code) = self.closed {
+            return Some(Event::Closed(code));
+        }
+        let stream = &mut self.stream;
+        let event = self.rt.block_on(async {
+            let deadline = tokio::time::Instant::now() + limit;
+            loop {
+                let next = tokio::time::timeout_at(deadline, stream.next()).await.ok()?;
+                return Some(match next {
+                    Some(Ok(Message::Text(text))) => Event::Message(
+                        serde_json::from_str(text.as_str()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")),
+                    ),
+                    Some(Ok(Message::Close(frame))) => Event::Closed(frame.map(|f| u16::from(f.code))),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                    Some(Ok(Message::Binary(_))) => panic!("the gateway sent a binary frame"),
+                    Some(Err(_)) | None => Event::Closed(None),
+                });
+            }
+        });
+        if let Some(Event::Closed(code)) = &event {
+            self.closed = Some(*code);
+        }
+        event
+    }
+
+    /// The next message; panics on a close or a timeout.
+    fn recv(&mut self) -> Value {
+        self.recv_within(WAIT)
+    }
+
+    fn recv_within(&mut self, limit: Duration) -> Value {
+        match self.next_event(limit) {
+            Some(Event::Message(message)) => {
+                assert_eq!(message["v"], 1, "every message carries v=1: {message}");
+                message
+            }
+            Some(Event::Closed(code)) => panic!("closed (code {code:?}) while a message was expected"),
+            None => panic!("no message within {limit:?}"),
+        }
+    }
+
+    /// The next message, which must be of type `kind`.
+    fn expect(&mut self, kind: &str) -> Value {
+        let message = self.recv();
+        assert_eq!(message["type"], kind, "expected {kind}, got {message}");
+        message
+    }
+
+    /// The next `error` message, which must carry `code` and a message for people.
+    fn expect_error(&mut self, code: &str) -> Value {
+        let error = self.expect("error");
+        assert_eq!(error["code"], code, "{error}");
+        assert!(!error["message"].as_str().unwrap_or_default().is_empty(), "{error}");
+        error
+    }
+
+    /// The next message of type `kind` within `limit`, passing over `participants` updates
+    /// (they are sent whenever anyone comes or goes, so their number depends on timing).
+    fn wait_for_within(&mut self, kind: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let message = self.recv_within(deadline.saturating_duration_since(Instant::now()));
+            if message["type"] == kind {
+                return message;
+            }
+            assert_eq!(message["type"], "participants", "expected {kind}, got {message}");
+        }
+    }
+
+    fn wait_for(&mut self, kind: &str) -> Value {
+        self.wait_for_within(kind, WAIT)
+    }
+
+    /// The `participants` update that first satisfies `done`.
+    fn participants_until(&mut self, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no participants update showed {what}");
+            let message = self.recv_within(left);
+            assert_eq!(message["type"], "participants", "waiting for {what}: {message}");
+            let list = message["participants"].as_array().unwrap().clone();
+            if done(&list) {
+                return list;
+            }
+        }
+    }
+
+    /// The `ended` message with `reason` within `limit`, then the normal close.
+    fn expect_ended_within(&mut self, reason: &str, limit: Duration) -> Value {
+        let ended = self.wait_for_within("ended", limit);
+        assert_eq!(ended["reason"], reason, "{ended}");
+        assert!(!ended["message"].as_str().unwrap_or_default().is_empty(), "{ended}");
+        assert_eq!(self.expect_close(), Some(1000), "after ended the gateway closes normally");
+        ended
+    }
+
+    fn expect_ended(&mut self, reason: &str) -> Value {
+        self.expect_ended_within(reason, WAIT)
+    }
+
+    /// Reads to the close frame, which must come next; returns its code.
+    fn expect_close(&mut self) -> Option<u16> {
+        match self.next_event(WAIT) {
+            Some(Event::Closed(code)) => code,
+            Some(Event::Message(message)) => panic!("expected the close, got {message}"),
+            None => panic!("the connection was not closed within {WAIT:?}"),
+        }
+    }
+
+    /// Closes from this side, as a browser tab does, and waits for the gateway's reply.
+    fn close(mut self) {
+        self.send_raw(Message::Close(None));
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            match self.next_event(deadline.saturating_duration_since(Instant::now())) {
+                Some(Event::Closed(_)) | None => return,
+                Some(Event::Message(_)) => {}
+            }
+        }
+    }
+}
+
+fn join_device(credential: &str) -> Value {
+    json!({ "v": 1, "type": "join", "device": credential })
+}
+
+fn join_link(token: &str) -> Value {
+    json!({ "v": 1, "type": "join", "link": token })
+}
+
+/// Connects the room's kiosk and joins; returns the connection and its `joined` message. The
+/// kiosk then waits (it is not admitted yet).
+fn room_joins(desk: &Desk) -> (Ws, Value) {
+    let mut room = Ws::connect(desk, ROOM_IP, None);
+    room.send(join_device(&desk.kiosk));
+    let joined = room.expect("joined");
+    assert_eq!(joined["role"], "room", "{joined}");
+    assert_eq!(joined["admitted"], false, "{joined}");
+    room.expect("waiting");
+    room.expect("participants");
+    (room, joined)
+}
+
+/// Connects a browser holding `browser` and joins with the link `token`; returns the
+/// connection and its `joined` message, having read the `admitted`/`waiting` that follows.
+fn link_joins(desk: &Desk, from: Ipv4Addr, token: &str, browser: &str) -> (Ws, Value) {
+    let mut ws = Ws::connect(desk, from, Some(browser));
+    ws.send(join_link(token));
+    let joined = ws.expect("joined");
+    ws.expect(if joined["admitted"] == true { "admitted" } else { "waiting" });
+    (ws, joined)
+}
+
+/// A consultation in progress: the room joined, the clinician joined and admitted it.
+struct Call {
+    room: Ws,
+    clinician: Ws,
+    room_joined: Value,
+    clinician_joined: Value,
+    /// The clinician's link (issuing another would replace it).
+    token: String,
+}
+
+fn admitted_call(desk: &Desk, appointment: &Value) -> Call {
+    let (mut room, room_joined) = room_joins(desk);
+    let (token, _) = desk.link(appointment);
+    let (mut clinician, clinician_joined) = link_joins(desk, CLINICIAN_IP, &token, "clinician-browser");
+    clinician.send(json!({ "v": 1, "type": "admit", "participant_id": room_joined["participant_id"] }));
+    room.wait_for("admitted");
+    Call { room, clinician, room_joined, clinician_joined, token }
+}
+
+fn member<'a>(list: &'a [Value], id: &Value) -> Option<&'a Value> {
+    list.iter().find(|p| p["id"] == *id)
+}
+
+fn state_of<'a>(list: &'a [Value], id: &Value) -> &'a str {
+    member(list, id).map(|p| p["state"].as_str().unwrap()).unwrap_or("absent")
+}
+
+fn assert_status(response: &Response, status: u16) {
+    assert_eq!(response.status, status, "{}", response.body);
+}
+
+fn get_appointment(desk: &Desk, id: &str) -> Value {
+    let shown = desk.gw.staff_request(&desk.scheduler, "GET", &format!("/api/v1/appointments/{id}"), None);
+    assert_status(&shown, 200);
+    shown.json()
+}
+
+/// Audit records of `kind` for `appointment`, read as security staff.
+fn session_records(desk: &Desk, kind: &str, appointment: &str) -> Vec<Value> {
+    let page =
+        desk.gw.staff_request(&desk.security, "GET", &format!("/api/v1/audit/records?kind={kind}&limit=1000"), None);
+    assert_status(&page, 200);
+    page.json()["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["record"].clone())
+        .filter(|r| r["object"]["appointment"] == appointment)
+        .collect()
+}
+
+#[test]
+fn join_refusals_carry_the_policy_code_and_close_with_4401() {
+    let desk = Desk::new();
+    // window_not_open: the window opens 15 minutes before a start an hour away.
+    let later = desk.booked(60, 90);
+    let (later_token, _) = desk.link(&later);
+    // link_revoked: a link for an appointment happening now, revoked before it is used.
+    let now_appt = desk.booked(-5, 25);
+    let (revoked_token, revoked_id) = desk.link(&now_appt);
+    assert_status(&desk.gw.staff_request(&desk.scheduler, "DELETE", &format!("/api/v1/links/{revoked_id}"), None), 204);
+
+    for (join, code) in [
+        (join_link(&later_token), "window_not_open"),
+        (join_device("ghr_made-up"), "not_authenticated"),
+        (join_link(&revoked_token), "link_revoked"),
+    ] {
+        let mut ws = Ws::connect(&desk, CLINICIAN_IP, None);
+        ws.send(join);
+        ws.expect_error(code);
+        assert_eq!(ws.expect_close(), Some(4401), "a refused join closes with 4401 ({code})");
+    }
+}
+
+#[test]
+fn the_room_waits_until_the_clinician_admits_it_and_a_guest_cannot_admit() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let (mut room, room_joined) = room_joins(&desk);
+    assert_eq!(room_joined["appointment_id"], appointment["id"]);
+    let room_id = room_joined["participant_id"].clone();
+
+    let (token, _) = desk.link(&appointment);
+    let (mut clinician, clinician_joined) = link_joins(&desk, CLINICIAN_IP, &token, "clinician-browser");
+    assert_eq!(clinician_joined["role"], "clinician", "{clinician_joined}");
+    assert_eq!(clinician_joined["admitted"], true, "{clinician_joined}");
+    assert_eq!(clinician_joined["display_name"], "Dr Test");
+    assert_eq!(clinician_joined["appointment_id"], appointment["id"]);
+    let clinician_id = clinician_joined["participant_id"].clone();
+
+    let seen = clinician.expect("participants");
+    let list = seen["participants"].as_array().unwrap();
+    assert_eq!(state_of(list, &room_id), "waiting", "{seen}");
+    assert_eq!(state_of(list, &clinician_id), "admitted", "{seen}");
+    assert_eq!(member(list, &room_id).unwrap()["role"], "room");
+    assert_eq!(member(list, &room_id).unwrap()["display_name"], room_joined["display_name"]);
+    // Nothing about anyone but a display name, a role and a state: no addresses, no email,
+    // no patient pseudonym, no escort.
+    for entry in list {
+        let mut keys: Vec<&str> = entry.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["display_name", "id", "role", "state"], "{entry}");
+    }
+    let text = seen.to_string();
+    for secret in ["127.0.0.", "dr.test@hospital.example", "PT-0042", "Officer Test"] {
+        assert!(!text.contains(secret), "{secret} reached a participant: {text}");
+    }
+
+    // A guest (the interpreter) waits too, and may not admit anyone.
+    let guest_link = desk.gw.staff_request(
+        &desk.scheduler,
+        "POST",
+        &format!("/api/v1/appointments/{}/links", appointment["id"].as_str().unwrap()),
+        Some(json!({ "participant_id": appointment["guests"][0]["id"] })),
+    );
+    assert_status(&guest_link, 201);
+    let guest_token = guest_link.json()["url"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    let (mut guest, guest_joined) = link_joins(&desk, GUEST_IP, &guest_token, "guest-browser");
+    assert_eq!(guest_joined["role"], "guest", "{guest_joined}");
+    assert_eq!(guest_joined["admitted"], false, "{guest_joined}");
+    guest.expect("participants");
+    guest.send(json!({ "v": 1, "type": "admit", "participant_id": room_id }));
+    guest.expect_error("role_forbidden");
+    // The session handles commands in order, so after the refusal the room must still wait.
+    let live = desk.gw.staff_request(&desk.security, "GET", "/api/v1/sessions", None);
+    assert_status(&live, 200);
+    let room_member = live.json()[0]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "room")
+        .cloned()
+        .expect("the room is in the live session");
+    assert_eq!(room_member["state"], "waiting", "the guest's admit must not have worked");
+
+    clinician.send(json!({ "v": 1, "type": "admit", "participant_id": room_id }));
+    room.wait_for("admitted");
+    let list = clinician.participants_until("the room admitted", |l| state_of(l, &room_id) == "admitted");
+    assert_eq!(state_of(&list, &guest_joined["participant_id"]), "waiting", "admitting the room admits nobody else");
+}
+
+#[test]
+fn a_second_connection_with_the_same_credential_is_refused_and_a_reconnect_comes_back_admitted() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let Call { room, mut clinician, room_joined, clinician_joined, token } = admitted_call(&desk, &appointment);
+    let room_id = room_joined["participant_id"].clone();
+
+    // Same device credential, same link (from the same browser): refused, never substituted.
+    let mut second_room = Ws::connect(&desk, ROOM_IP, None);
+    second_room.send(join_device(&desk.kiosk));
+    second_room.expect_error("already_connected");
+    assert_eq!(second_room.expect_close(), Some(4401));
+    let mut second_clinician = Ws::connect(&desk, CLINICIAN_IP, Some("clinician-browser"));
+    second_clinician.send(join_link(&token));
+    second_clinician.expect_error("already_connected");
+    assert_eq!(second_clinician.expect_close(), Some(4401));
+    // Both refusals are audited against the member, from the address that tried.
+    let refused = session_records(&desk, "session.refused", appointment["id"].as_str().unwrap());
+    let mut seen: Vec<(String, String)> = refused
+        .iter()
+        .map(|r| {
+            assert_eq!(r["outcome"]["reason"], "already_connected", "{r}");
+            (r["object"]["participant"].as_str().unwrap().to_owned(), r["ip"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    seen.sort();
+    let mut expected = vec![
+        (room_id.as_str().unwrap().to_owned(), ROOM_IP.to_string()),
+        (clinician_joined["participant_id"].as_str().unwrap().to_owned(), CLINICIAN_IP.to_string()),
+    ];
+    expected.sort();
+    assert_eq!(seen, expected);
+
+    // The room drops; the clinician sees it away, and it comes back admitted by itself.
+    room.close();
+    clinician.participants_until("the room away", |l| state_of(l, &room_id) == "away");
+    let mut room = Ws::connect(&desk, ROOM_IP, None);
+    room.send(join_device(&desk.kiosk));
+    let rejoined = room.expect("joined");
+    assert_eq!(rejoined["admitted"], true, "{rejoined}");
+    assert_eq!(rejoined["participant_id"], room_id, "the same member comes back");
+    room.expect("admitted");
+    clinician.participants_until("the room back", |l| state_of(l, &room_id) == "admitted");
+
+    // The clinician's window closes and the same browser reopens it.
+    clinician.close();
+    room.participants_until("the clinician away", |l| state_of(l, &clinician_joined["participant_id"]) == "away");
+    let (_clinician, rejoined) = link_joins(&desk, CLINICIAN_IP, &token, "clinician-browser");
+    assert_eq!(rejoined["admitted"], true, "{rejoined}");
+    assert_eq!(rejoined["participant_id"], clinician_joined["participant_id"]);
+}
+
+#[test]
+fn revoking_the_clinicians_link_or_the_rooms_device_ends_that_member_within_a_second() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let (mut room, _) = room_joins(&desk);
+    let (token, link_id) = desk.link(&appointment);
+    let (mut clinician, clinician_joined) = link_joins(&desk, CLINICIAN_IP, &token, "clinician-browser");
+
+    assert_status(&desk.gw.staff_request(&desk.scheduler, "DELETE", &format!("/api/v1/links/{link_id}"), None), 204);
+    clinician.expect_ended_within("link_revoked", POLICY_LATENCY);
+    // Only the clinician: the room is still connected and sees the clinician gone.
+    room.participants_until("the clinician away", |l| state_of(l, &clinician_joined["participant_id"]) == "away");
+
+    let revoked =
+        desk.gw.staff_request(&desk.scheduler, "DELETE", &format!("/api/v1/rooms/{}/device", desk.room_id()), None);
+    assert_status(&revoked, 204);
+    room.expect_ended_within("device_revoked", POLICY_LATENCY);
+}
+
+#[test]
+fn a_lockdown_ends_the_call_for_everyone_within_a_second() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let Call { mut room, mut clinician, .. } = admitted_call(&desk, &appointment);
+    let lockdown = desk.gw.staff_request(
+        &desk.security,
+        "POST",
+        "/api/v1/lockdowns",
+        Some(json!({ "room_id": desk.room_id(), "reason": "Incident on the wing" })),
+    );
+    assert_status(&lockdown, 201);
+    room.expect_ended_within("room_locked_down", POLICY_LATENCY);
+    clinician.expect_ended_within("room_locked_down", POLICY_LATENCY);
+}
+
+#[test]
+fn cancelling_the_appointment_ends_the_call_for_everyone_within_a_second() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let Call { mut room, mut clinician, .. } = admitted_call(&desk, &appointment);
+    let cancelled = desk.gw.staff_request(
+        &desk.scheduler,
+        "POST",
+        &format!("/api/v1/appointments/{}/cancel", appointment["id"].as_str().unwrap()),
+        Some(json!({ "reason": "Patient transferred" })),
+    );
+    assert_status(&cancelled, 200);
+    room.expect_ended_within("appointment_cancelled", POLICY_LATENCY);
+    clinician.expect_ended_within("appointment_cancelled", POLICY_LATENCY);
+}
+
+#[test]
+fn security_sees_live_sessions_as_metadata_only_and_terminates_with_a_reason_everyone_sees() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let id = appointment["id"].as_str().unwrap();
+    let Call { mut room, mut clinician, room_joined, .. } = admitted_call(&desk, &appointment);
+    clinician.participants_until("the room admitted", |l| state_of(l, &room_joined["participant_id"]) == "admitted");
+
+    let live = desk.gw.staff_request(&desk.security, "GET", "/api/v1/sessions", None);
+    assert_status(&live, 200);
+    let sessions = live.json();
+    assert_eq!(sessions.as_array().unwrap().len(), 1, "{sessions}");
+    let session = &sessions[0];
+    assert_eq!(session["id"], id);
+    let mut members: Vec<(String, String, String)> = session["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            assert_eq!(m.as_object().unwrap().len(), 3, "a member is a name, a role and a state: {m}");
+            let field = |k: &str| m[k].as_str().unwrap().to_owned();
+            (field("display_name"), field("role"), field("state"))
+        })
+        .collect();
+    members.sort();
+    let room_name = room_joined["display_name"].as_str().unwrap().to_owned();
+    let mut expected = vec![
+        ("Dr Test".to_owned(), "clinician".to_owned(), "admitted".to_owned()),
+        (room_name, "room".to_owned(), "admitted".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(members, expected);
+    let history: Vec<&str> =
+        session["history"].as_array().unwrap().iter().map(|h| h["what"].as_str().unwrap()).collect();
+    assert!(history.iter().filter(|w| w.contains("joined")).count() >= 2, "{history:?}");
+    assert!(history.iter().any(|w| w.contains("admitted")), "{history:?}");
+    // Metadata only: never an address (the parties connect from 127.0.0.2 and .3).
+    assert!(!live.body.contains("127.0.0."), "an address reached security: {}", live.body);
+    assert!(!live.body.contains("\"ip\""), "{}", live.body);
+
+    let as_scheduler = desk.gw.staff_request(&desk.scheduler, "GET", "/api/v1/sessions", None);
+    assert_status(&as_scheduler, 403);
+    assert_eq!(as_scheduler.json()["code"], "role_forbidden");
+
+    let reason = "Escort called away to an incident";
+    let terminated = desk.gw.staff_request(
+        &desk.security,
+        "POST",
+        &format!("/api/v1/sessions/{id}/terminate"),
+        Some(json!({ "reason": reason })),
+    );
+    assert_status(&terminated, 204);
+    for ws in [&mut room, &mut clinician] {
+        let ended = ws.expect_ended_within("terminated", POLICY_LATENCY);
+        assert!(ended["message"].as_str().unwrap().contains(reason), "{ended}");
+    }
+    assert_eq!(get_appointment(&desk, id)["status"], "terminated");
+    // The session is over: it leaves the list.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let live = desk.gw.staff_request(&desk.security, "GET", "/api/v1/sessions", None);
+        assert_status(&live, 200);
+        if live.json().as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a terminated session is still listed: {}", live.body);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn timing_warnings_come_five_minutes_before_and_at_the_end_and_the_hard_end_closes_the_call() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let Call { mut room, mut clinician, .. } = admitted_call(&desk, &appointment);
+    // As stored (whole seconds; the booking reply echoes the sub-second times it was sent).
+    let stored = get_appointment(&desk, appointment["id"].as_str().unwrap());
+    let ends_at: jiff::Timestamp = stored["end"].as_str().unwrap().parse().unwrap();
+    let hard_end: jiff::Timestamp = stored["window"]["hard_end"].as_str().unwrap().parse().unwrap();
+    assert_eq!(hard_end - ends_at, jiff::SignedDuration::from_mins(10), "the overrun is 10 minutes");
+
+    // The session checks its timers twice a second, so each step shows within WAIT.
+    for (offset_min, warning) in [(21, "five_minutes"), (25, "end")] {
+        desk.gw.set_clock_offset(offset_min * 60);
+        for ws in [&mut room, &mut clinician] {
+            let timing = ws.wait_for("timing");
+            assert_eq!(timing["warning"], warning, "{timing}");
+            let shown = |k: &str| timing[k].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+            assert_eq!(shown("ends_at"), ends_at, "{timing}");
+            assert_eq!(shown("hard_end"), hard_end, "{timing}");
+        }
+    }
+    desk.gw.set_clock_offset(36 * 60);
+    room.expect_ended("window_closed");
+    clinician.expect_ended("window_closed");
+    // Staff sessions lapse after 15 idle minutes of gateway time: sign in again to look.
+    let scheduler = desk.gw.sign_in("sched", PASSWORD, None);
+    let shown = desk.gw.staff_request(
+        &scheduler,
+        "GET",
+        &format!("/api/v1/appointments/{}", stored["id"].as_str().unwrap()),
+        None,
+    );
+    assert_status(&shown, 200);
+    assert_eq!(shown.json()["status"], "ended", "{}", shown.body);
+}
+
+#[test]
+fn the_clinicians_end_ends_the_session_for_everyone_and_marks_the_appointment_ended() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let Call { mut room, mut clinician, .. } = admitted_call(&desk, &appointment);
+    // Only a clinician may end the consultation.
+    room.send(json!({ "v": 1, "type": "end" }));
+    assert_eq!(room.wait_for("error")["code"], "role_forbidden");
+    clinician.send(json!({ "v": 1, "type": "end" }));
+    clinician.expect_ended("ended_by_clinician");
+    room.expect_ended("ended_by_clinician");
+    assert_eq!(get_appointment(&desk, appointment["id"].as_str().unwrap())["status"], "ended");
+}
+
+#[test]
+fn bad_messages_get_coded_errors_and_ten_of_them_close_with_4400() {
+    let desk = Desk::new();
+    desk.booked(-5, 25);
+    let (mut room, _) = room_joins(&desk);
+    let oversized = json!({ "v": 1, "type": "ping", "pad": "x".repeat(70 * 1024) }).to_string();
+    for (text, code) in [
+        ("{\"v\":1,\"type\":".to_owned(), "invalid_json"),
+        (json!({ "v": 1, "type": "dance" }).to_string(), "unknown_type"),
+        (json!({ "v": 2, "type": "ping" }).to_string(), "unsupported_version"),
+        (json!({ "v": 1, "type": "ping", "id": 1, "colour": "red" }).to_string(), "invalid_message"),
+        (oversized, "too_large"),
+    ] {
+        room.send_text(text);
+        room.expect_error(code);
+    }
+    // Still open and answering: a ping's id comes back in the pong.
+    room.send(json!({ "v": 1, "type": "ping", "id": 4242 }));
+    assert_eq!(room.expect("pong")["id"], 4242);
+
+    // Five more refusals make ten: the tenth is answered, then the connection closes.
+    room.send_raw(Message::binary(vec![1, 2, 3]));
+    room.expect_error("invalid_message");
+    room.send(join_device(&desk.kiosk));
+    room.expect_error("already_joined");
+    room.send(json!({ "v": 1, "type": "offer", "sdp": "hello" }));
+    room.expect_error("bad_sdp");
+    for _ in 0..2 {
+        room.send_text("not json".to_owned());
+        room.expect_error("invalid_json");
+    }
+    assert_eq!(room.expect_close(), Some(4400));
+}
+
+/// Sends 200 pings in one go and reads what comes back until the close or the 200th answer:
+/// the pong ids and the number of `rate_limited` errors, and the close code if it closed.
+fn flood(ws: &mut Ws) -> (Vec<u64>, usize, Option<Option<u16>>) {
+    let stream = &mut ws.stream;
+    ws.rt.block_on(async {
+        for id in 0..200u64 {
+            // The gateway may close mid-flood; what it answered is read below.
+            if stream.feed(Message::text(json!({ "v": 1, "type": "ping", "id": id }).to_string())).await.is_err() {
+                break;
+            }
+        }
+        let _ = tokio::time::timeout(WAIT, stream.flush()).await;
+    });
+    let (mut pongs, mut limited) = (Vec::new(), 0);
+    while pongs.len() + limited < 200 {
+        match ws.next_event(WAIT) {
+            Some(Event::Message(m)) if m["type"] == "pong" => pongs.push(m["id"].as_u64().unwrap()),
+            Some(Event::Message(m)) if m["type"] == "error" => {
+                assert_eq!(m["code"], "rate_limited", "{m}");
+                limited += 1;
+            }
+            Some(Event::Message(m)) => assert_eq!(m["type"], "participants", "{m}"),
+            Some(Event::Closed(code)) => return (pongs, limited, Some(code)),
+            None => panic!("the gateway went quiet after {} pongs and {limited} refusals", pongs.len()),
+        }
+    }
+    (pongs, limited, None)
+}
+
+#[test]
+fn a_ping_flood_is_rate_limited_and_the_gateway_stays_healthy() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let (mut room, _) = room_joins(&desk);
+    let (pongs, limited, closed) = flood(&mut room);
+    // The burst of 40 messages (the join among them) is answered in order; the rest is
+    // refused, and a client that keeps flooding is cut off with 4429.
+    assert!(pongs.len() >= 39, "the burst allowance was not honoured: {} pongs", pongs.len());
+    assert!(pongs.windows(2).all(|w| w[0] < w[1]) && pongs[0] == 0, "{pongs:?}");
+    assert!(limited >= 1, "200 pings at once were never refused ({} pongs)", pongs.len());
+    assert!(matches!(closed, None | Some(Some(4429))), "closed with {closed:?}");
+
+    // The gateway is fine: its readiness holds and a new connection joins and is answered.
+    assert_eq!(desk.gw.admin_get("/readyz").status, 200);
+    let (token, _) = desk.link(&appointment);
+    let (mut clinician, joined) = link_joins(&desk, CLINICIAN_IP, &token, "clinician-browser");
+    assert_eq!(joined["role"], "clinician");
+    clinician.send(json!({ "v": 1, "type": "ping", "id": 1 }));
+    assert_eq!(clinician.wait_for("pong")["id"], 1);
+}
+
+#[test]
+fn a_ping_flood_before_join_is_rate_limited_too() {
+    let desk = Desk::new();
+    let mut anonymous = Ws::connect(&desk, GUEST_IP, None);
+    let (pongs, limited, closed) = flood(&mut anonymous);
+    // An unauthenticated connection may not do what an admitted one may not.
+    assert!(limited >= 1, "an unauthenticated client got {} pongs for 200 pings at once, none refused", pongs.len());
+    assert!(matches!(closed, None | Some(Some(4429))), "closed with {closed:?}");
+}
+
+#[test]
+fn session_audit_records_carry_only_their_own_actors_address() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let id = appointment["id"].as_str().unwrap();
+    let Call { mut room, clinician, room_joined, clinician_joined, .. } = admitted_call(&desk, &appointment);
+    room.send(json!({ "v": 1, "type": "leave" }));
+    room.expect_ended("left");
+    clinician.close();
+
+    let (room_ip, clinician_ip) = (ROOM_IP.to_string(), CLINICIAN_IP.to_string());
+    let (room_id, clinician_id) = (&room_joined["participant_id"], &clinician_joined["participant_id"]);
+    // Both departures are recorded once the session has noticed them.
+    let deadline = Instant::now() + WAIT;
+    let left = loop {
+        let left = session_records(&desk, "session.left", id);
+        if left.len() >= 2 || Instant::now() > deadline {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let expectations = [
+        ("session.joined", vec![(room_id, &room_ip), (clinician_id, &clinician_ip)]),
+        ("session.waiting", vec![(room_id, &room_ip)]),
+        // The clinician admits the room: the clinician's address, the room as the object.
+        ("session.admitted", vec![(room_id, &clinician_ip)]),
+        ("session.left", vec![(room_id, &room_ip), (clinician_id, &clinician_ip)]),
+    ];
+    for (kind, expected) in expectations {
+        let records = if kind == "session.left" { left.clone() } else { session_records(&desk, kind, id) };
+        assert_eq!(records.len(), expected.len(), "{kind}: {records:#?}");
+        for (participant, ip) in expected {
+            let record = records
+                .iter()
+                .find(|r| r["object"]["participant"] == *participant)
+                .unwrap_or_else(|| panic!("no {kind} record for {participant}: {records:#?}"));
+            assert_eq!(record["ip"], ip.as_str(), "{kind}: {record}");
+            let other = if *ip == room_ip { &clinician_ip } else { &room_ip };
+            assert!(!record.to_string().contains(other.as_str()), "{kind} carries another party's address: {record}");
+        }
+    }
+}
