@@ -29,3 +29,58 @@ pub fn append_line(path: &Path, line: &str) -> io::Result<()> {
     writeln!(file, "{line}")?;
     file.sync_all()
 }
+
+/// A signing key kept as a private PKCS#8 file (mode 0600) beside the list of every public key
+/// it has ever had, one per line, so that rotation never strands what the old key signed.
+#[derive(Debug, Clone)]
+pub struct KeyFiles {
+    private: std::path::PathBuf,
+    publics: std::path::PathBuf,
+}
+
+impl KeyFiles {
+    pub fn new(dir: &Path, private: &str, publics: &str) -> Self {
+        Self { private: dir.join(private), publics: dir.join(publics) }
+    }
+
+    pub fn private_path(&self) -> &Path {
+        &self.private
+    }
+
+    pub fn publics_path(&self) -> &Path {
+        &self.publics
+    }
+
+    /// The private key, or None when none has been made yet.
+    pub fn read_private(&self) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(&self.private) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every public key line, oldest first.
+    pub fn public_lines(&self) -> io::Result<Vec<String>> {
+        match fs::read_to_string(&self.publics) {
+            Ok(text) => Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Puts a public key on the list unless it is there already.
+    pub fn remember(&self, public: &str) -> io::Result<()> {
+        if self.public_lines()?.iter().any(|line| line == public) {
+            return Ok(());
+        }
+        append_line(&self.publics, public)
+    }
+
+    /// Installs a new private key. Its public key goes on the list first: a crash in between
+    /// leaves a trusted key that signed nothing, never a signature nobody can check.
+    pub fn install(&self, pkcs8: &[u8], public: &str) -> io::Result<()> {
+        self.remember(public)?;
+        write_atomic(&self.private, pkcs8, 0o600)
+    }
+}

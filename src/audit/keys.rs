@@ -6,6 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::note::{self, NoteSigner, NoteVerifier};
+use crate::files::KeyFiles;
 
 const KEYS_DIR: &str = "keys";
 const SIGNING_KEY_FILE: &str = "audit-signing-key.p8";
@@ -24,11 +25,13 @@ pub enum KeyError {
 #[derive(Debug, Clone)]
 pub struct KeyRing {
     dir: PathBuf,
+    keys: KeyFiles,
 }
 
 impl KeyRing {
     pub fn new(data_dir: &Path) -> Self {
-        Self { dir: data_dir.join(KEYS_DIR) }
+        let dir = data_dir.join(KEYS_DIR);
+        Self { keys: KeyFiles::new(&dir, SIGNING_KEY_FILE, VERIFIERS_FILE), dir }
     }
 
     /// The log's origin line, made once per data folder so that two gateways' checkpoints can
@@ -43,72 +46,52 @@ impl KeyRing {
             return Err(KeyError::BadKey { path, detail: "the origin is not a valid key name".into() });
         }
         let origin = format!("gatehouse.audit/{}", uuid::Uuid::new_v4());
-        self.write(&path, format!("{origin}\n").as_bytes(), 0o644)?;
+        crate::files::write_atomic(&path, format!("{origin}\n").as_bytes(), 0o644).map_err(|source| KeyError::Io {
+            action: "write",
+            path,
+            source,
+        })?;
         Ok(origin)
     }
 
     /// The current signer, generating the first key on first use.
     pub fn signer(&self) -> Result<NoteSigner, KeyError> {
-        let path = self.dir.join(SIGNING_KEY_FILE);
         let origin = self.origin()?;
-        let pkcs8 = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.rotate(),
-            Err(source) => return Err(KeyError::Io { action: "read", path, source }),
+        let path = self.keys.private_path();
+        let Some(pkcs8) = self.keys.read_private().map_err(|source| io_error("read", path, source))? else {
+            return self.rotate();
         };
-        let signer = NoteSigner::new(&origin, &pkcs8)
-            .map_err(|e| KeyError::BadKey { path: path.clone(), detail: e.to_string() })?;
-        self.remember(&signer)?;
+        let signer = NoteSigner::new(&origin, &pkcs8).map_err(|e| bad_key(path, e))?;
+        self.keys
+            .remember(&signer.verifier_key())
+            .map_err(|source| io_error("write", self.keys.publics_path(), source))?;
         Ok(signer)
     }
 
     /// Makes a new signing key, keeping the old one's verifier key in the list.
     pub fn rotate(&self) -> Result<NoteSigner, KeyError> {
-        let path = self.dir.join(SIGNING_KEY_FILE);
         let origin = self.origin()?;
-        let bad = |detail: String| KeyError::BadKey { path: path.clone(), detail };
-        let pkcs8 = note::generate_pkcs8().map_err(|e| bad(e.to_string()))?;
-        let signer = NoteSigner::new(&origin, &pkcs8).map_err(|e| bad(e.to_string()))?;
-        // The verifier goes on the list first: a crash in between leaves an unused public key,
-        // never a signing key whose checkpoints cannot be verified.
-        self.remember(&signer)?;
-        self.write(&path, &pkcs8, 0o600)?;
+        let path = self.keys.private_path();
+        let pkcs8 = note::generate_pkcs8().map_err(|e| bad_key(path, e))?;
+        let signer = NoteSigner::new(&origin, &pkcs8).map_err(|e| bad_key(path, e))?;
+        self.keys.install(&pkcs8, &signer.verifier_key()).map_err(|source| io_error("write", path, source))?;
         Ok(signer)
     }
 
     /// Every verifier key this data folder has signed with, oldest first.
     pub fn verifiers(&self) -> Result<Vec<NoteVerifier>, KeyError> {
-        let path = self.dir.join(VERIFIERS_FILE);
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(source) => return Err(KeyError::Io { action: "read", path, source }),
-        };
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                NoteVerifier::parse(l.trim())
-                    .map_err(|e| KeyError::BadKey { path: path.clone(), detail: e.to_string() })
-            })
-            .collect()
+        let path = self.keys.publics_path();
+        let lines = self.keys.public_lines().map_err(|source| io_error("read", path, source))?;
+        lines.iter().map(|l| NoteVerifier::parse(l).map_err(|e| bad_key(path, e))).collect()
     }
+}
 
-    fn remember(&self, signer: &NoteSigner) -> Result<(), KeyError> {
-        let key = signer.verifier_key();
-        if self.verifiers()?.iter().any(|v| v.verifier_key() == key) {
-            return Ok(());
-        }
-        let path = self.dir.join(VERIFIERS_FILE);
-        crate::files::append_line(&path, &key).map_err(|source| KeyError::Io { action: "write", path, source })
-    }
+fn io_error(action: &'static str, path: &Path, source: std::io::Error) -> KeyError {
+    KeyError::Io { action, path: path.into(), source }
+}
 
-    fn write(&self, path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {
-        crate::files::write_atomic(path, bytes, mode).map_err(|source| KeyError::Io {
-            action: "write",
-            path: path.into(),
-            source,
-        })
-    }
+fn bad_key(path: &Path, detail: impl std::fmt::Display) -> KeyError {
+    KeyError::BadKey { path: path.into(), detail: detail.to_string() }
 }
 
 #[cfg(test)]

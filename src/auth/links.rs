@@ -1,10 +1,10 @@
 //! The join-link signing keys, kept in the data folder: the current Ed25519 key signs new links;
 //! every earlier public key stays trusted so links issued before a rotation keep working.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::link_token::{self, LinkClaims, LinkError, LinkSigner, LinkVerifier};
+use crate::files::KeyFiles;
 
 const SIGNING_KEY_FILE: &str = "link-signing-key.p8";
 const PUBLIC_KEYS_FILE: &str = "link-public-keys.txt";
@@ -30,38 +30,40 @@ impl std::fmt::Debug for LinkKeys {
 }
 
 impl LinkKeys {
+    fn files(data_dir: &Path) -> KeyFiles {
+        KeyFiles::new(&data_dir.join("keys"), SIGNING_KEY_FILE, PUBLIC_KEYS_FILE)
+    }
+
     /// Loads the keys from `data_dir/keys`, generating the first key on first use.
     pub fn load(data_dir: &Path) -> Result<Self, LinkKeyError> {
-        let dir = data_dir.join("keys");
-        let path = dir.join(SIGNING_KEY_FILE);
-        let pkcs8 = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Self::rotate(data_dir),
-            Err(source) => return Err(LinkKeyError::Io { action: "read", path, source }),
+        let files = Self::files(data_dir);
+        let path = files.private_path();
+        let Some(pkcs8) = files.read_private().map_err(|source| io_error("read", path, source))? else {
+            return Self::rotate(data_dir);
         };
-        let signer = LinkSigner::from_pkcs8(&pkcs8)
-            .map_err(|e| LinkKeyError::Bad { path: path.clone(), detail: e.to_string() })?;
-        remember(&dir, &signer.public_key())?;
-        Self::with_signer(&dir, signer)
+        let signer = LinkSigner::from_pkcs8(&pkcs8).map_err(|e| bad(path, e))?;
+        files
+            .remember(&hex::encode(signer.public_key()))
+            .map_err(|source| io_error("write", files.publics_path(), source))?;
+        Self::with_signer(&files, signer)
     }
 
     /// Makes a new signing key; links signed with earlier keys stay valid.
     pub fn rotate(data_dir: &Path) -> Result<Self, LinkKeyError> {
-        let dir = data_dir.join("keys");
-        let path = dir.join(SIGNING_KEY_FILE);
-        let bad = |detail: String| LinkKeyError::Bad { path: path.clone(), detail };
-        let pkcs8 = link_token::generate_pkcs8().map_err(|e| bad(e.to_string()))?;
-        let signer = LinkSigner::from_pkcs8(&pkcs8).map_err(|e| bad(e.to_string()))?;
-        // The public key is listed before the private key is written: a crash between the two
-        // leaves a trusted key that signed nothing, never a link nobody can verify.
-        remember(&dir, &signer.public_key())?;
-        write_private(&path, &pkcs8)?;
-        Self::with_signer(&dir, signer)
+        let files = Self::files(data_dir);
+        let path = files.private_path();
+        let pkcs8 = link_token::generate_pkcs8().map_err(|e| bad(path, e))?;
+        let signer = LinkSigner::from_pkcs8(&pkcs8).map_err(|e| bad(path, e))?;
+        files.install(&pkcs8, &hex::encode(signer.public_key())).map_err(|source| io_error("write", path, source))?;
+        Self::with_signer(&files, signer)
     }
 
-    fn with_signer(dir: &Path, signer: LinkSigner) -> Result<Self, LinkKeyError> {
+    fn with_signer(files: &KeyFiles, signer: LinkSigner) -> Result<Self, LinkKeyError> {
+        let path = files.publics_path();
         let mut verifier = LinkVerifier::new();
-        for key in public_keys(dir)? {
+        for line in files.public_lines().map_err(|source| io_error("read", path, source))? {
+            let mut key = [0u8; 32];
+            hex::decode_to_slice(&line, &mut key).map_err(|e| bad(path, e))?;
             verifier.add(key);
         }
         Ok(Self { signer, verifier })
@@ -76,43 +78,14 @@ impl LinkKeys {
     }
 }
 
-fn public_keys(dir: &Path) -> Result<Vec<[u8; 32]>, LinkKeyError> {
-    let path = dir.join(PUBLIC_KEYS_FILE);
-    let text = match fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(source) => return Err(LinkKeyError::Io { action: "read", path, source }),
-    };
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let mut key = [0u8; 32];
-            hex::decode_to_slice(l.trim(), &mut key)
-                .map_err(|e| LinkKeyError::Bad { path: path.clone(), detail: e.to_string() })?;
-            Ok(key)
-        })
-        .collect()
+fn io_error(action: &'static str, path: &Path, source: std::io::Error) -> LinkKeyError {
+    LinkKeyError::Io { action, path: path.into(), source }
 }
 
-fn remember(dir: &Path, key: &[u8; 32]) -> Result<(), LinkKeyError> {
-    if public_keys(dir)?.contains(key) {
-        return Ok(());
-    }
-    let path = dir.join(PUBLIC_KEYS_FILE);
-    crate::files::append_line(&path, &hex::encode(key)).map_err(|source| LinkKeyError::Io {
-        action: "write",
-        path,
-        source,
-    })
+fn bad(path: &Path, detail: impl std::fmt::Display) -> LinkKeyError {
+    LinkKeyError::Bad { path: path.into(), detail: detail.to_string() }
 }
 
-fn write_private(path: &Path, pkcs8: &[u8]) -> Result<(), LinkKeyError> {
-    crate::files::write_atomic(path, pkcs8, 0o600).map_err(|source| LinkKeyError::Io {
-        action: "write",
-        path: path.into(),
-        source,
-    })
-}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,7 +104,7 @@ mod tests {
             expires: 200,
         };
         let old = LinkKeys::load(dir.path()).unwrap().sign(&claims).unwrap();
-        let mode = fs::metadata(dir.path().join("keys").join(SIGNING_KEY_FILE)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("keys").join(SIGNING_KEY_FILE)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let rotated = LinkKeys::rotate(dir.path()).unwrap();
         let new = rotated.sign(&claims).unwrap();
