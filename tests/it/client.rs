@@ -32,6 +32,9 @@ use crate::support::{Gateway, client_config};
 const OPUS_PT: u8 = 111;
 const VP8_PT: u8 = 96;
 const MAGIC: &[u8; 4] = b"GHTS";
+/// Screen-share payloads carry the sharer's id plus this, to tell them from its camera's.
+pub const SCREEN_SENDER_OFFSET: u8 = 100;
+const SCREEN_SSRC_BASE: u32 = 0x3000_0000;
 /// magic, sender, kind, sequence (u32), send time in microseconds (u64).
 const BODY_HEADER: usize = 4 + 1 + 1 + 4 + 8;
 /// A VP8 keyframe's first ten bytes: frame tag (key frame, shown), start code, 320x240.
@@ -163,6 +166,8 @@ pub struct Peer {
     video: Arc<TrackLocalStaticRTP>,
     audio_ssrc: u32,
     video_ssrc: u32,
+    /// A second video track, as a screen share is, when the peer shares its screen.
+    screen: Option<Arc<TrackLocalStaticRTP>>,
     connected: watch::Receiver<bool>,
     received: Arc<Mutex<Vec<Received>>>,
     undecodable: Arc<Mutex<usize>>,
@@ -179,6 +184,11 @@ impl Peer {
     /// Joins through the gateway's WebSocket with `credential` (the `join` message's fields),
     /// from a peer connection bound to `ip` (explicitly, so address-leak checks can fail).
     pub async fn join(gw: &Gateway, ip: IpAddr, credential: Value, id: u8) -> Arc<Peer> {
+        Self::join_sharing(gw, ip, credential, id, false).await
+    }
+
+    /// [`Peer::join`], optionally publishing a screen-share track beside the camera.
+    pub async fn join_sharing(gw: &Gateway, ip: IpAddr, credential: Value, id: u8, share_screen: bool) -> Arc<Peer> {
         let url = format!("wss://localhost:{}/ws", gw.public.port());
         let request = url.into_client_request().unwrap();
         let connector = tokio_tungstenite::Connector::Rustls(client_config(&gw.ca_path(), &rustls::version::TLS13));
@@ -245,10 +255,25 @@ impl Peer {
         );
         let audio_ssrc = 0x1000_0000 + u32::from(id);
         let video_ssrc = 0x2000_0000 + u32::from(id);
-        let audio = local_track(id, RtpCodecKind::Audio, audio_ssrc, "audio/opus", 48_000, 2);
-        let video = local_track(id, RtpCodecKind::Video, video_ssrc, "video/VP8", 90_000, 0);
+        let audio = local_track(id, "audio", RtpCodecKind::Audio, audio_ssrc, "audio/opus", 48_000, 2);
+        let video = local_track(id, "camera", RtpCodecKind::Video, video_ssrc, "video/VP8", 90_000, 0);
         pc.add_track(audio.clone() as Arc<dyn TrackLocal>).await.unwrap();
         pc.add_track(video.clone() as Arc<dyn TrackLocal>).await.unwrap();
+        let screen = if share_screen {
+            let track = local_track(
+                id,
+                "screen",
+                RtpCodecKind::Video,
+                SCREEN_SSRC_BASE + u32::from(id),
+                "video/VP8",
+                90_000,
+                0,
+            );
+            pc.add_track(track.clone() as Arc<dyn TrackLocal>).await.unwrap();
+            Some(track)
+        } else {
+            None
+        };
         let offer = pc.create_offer(None).await.unwrap();
         pc.set_local_description(offer).await.unwrap();
         tokio::time::timeout(Duration::from_secs(5), gathered_rx.recv()).await.unwrap();
@@ -302,6 +327,7 @@ impl Peer {
             video,
             audio_ssrc,
             video_ssrc,
+            screen,
             connected,
             received,
             undecodable,
@@ -338,12 +364,13 @@ impl Peer {
         tokio::time::timeout(Duration::from_secs(10), connected.wait_for(|c| *c)).await.unwrap().unwrap();
     }
 
-    /// Publishes for `duration`: Opus-sized audio at 50/s and a small VP8 keyframe at 25/s.
+    /// Publishes for `duration`: Opus-sized audio at 50/s and a small VP8 keyframe at 25/s,
+    /// plus, when sharing, a screen frame at 5/s whose sender byte is the peer's id + 100.
     /// Sequence numbers start at `first_seq`. Returns the number of (audio, video) payloads sent.
     pub async fn publish(&self, epoch: Instant, first_seq: u32, duration: Duration) -> (u32, u32) {
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         let ticks = (duration.as_millis() / 20) as u32;
-        let (mut audio_seq, mut video_seq) = (first_seq, first_seq);
+        let (mut audio_seq, mut video_seq, mut screen_seq) = (first_seq, first_seq, first_seq);
         for n in 0..ticks {
             tick.tick().await;
             let sent_us = epoch.elapsed().as_micros() as u64;
@@ -362,6 +389,16 @@ impl Peer {
                     .await
                     .unwrap();
                 video_seq += 1;
+            }
+            if let Some(screen) = &self.screen
+                && n % 10 == 0
+            {
+                let mut frame = vec![0x10];
+                frame.extend_from_slice(&VP8_KEYFRAME_HEADER);
+                frame.extend(body(self.id + SCREEN_SENDER_OFFSET, Kind::Video, screen_seq, sent_us, 900));
+                let ssrc = SCREEN_SSRC_BASE + u32::from(self.id);
+                screen.write_rtp(packet(VP8_PT, ssrc, screen_seq, screen_seq * 18_000, true, frame)).await.unwrap();
+                screen_seq += 1;
             }
         }
         (audio_seq - first_seq, video_seq - first_seq)
@@ -384,6 +421,7 @@ impl Peer {
 
 fn local_track(
     id: u8,
+    name: &str,
     kind: RtpCodecKind,
     ssrc: u32,
     mime: &str,
@@ -392,8 +430,8 @@ fn local_track(
 ) -> Arc<TrackLocalStaticRTP> {
     Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
         format!("stream-{id}"),
-        format!("{kind}-{id}"),
-        format!("{kind}-{id}"),
+        format!("{name}-{id}"),
+        format!("{name}-{id}"),
         kind,
         vec![RTCRtpEncodingParameters {
             rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },

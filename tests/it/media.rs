@@ -190,3 +190,33 @@ fn a_dropped_room_reconnects_within_the_window_without_being_admitted_again() {
         assert_received(&back, &clinician, sent);
     });
 }
+
+#[test]
+fn a_shared_screen_reaches_the_room_as_its_own_video_track() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let (token, _) = desk.link(&appointment);
+    runtime().block_on(async {
+        let room = Peer::join(&desk.gw, ROOM_IP.parse().unwrap(), json!({ "device": desk.kiosk }), 1).await;
+        room.expect("waiting").await;
+        let clinician =
+            Peer::join_sharing(&desk.gw, CLINICIAN_IP.parse().unwrap(), json!({ "link": token }), 2, true).await;
+        let room_id = room.joined["participant_id"].as_str().unwrap().to_owned();
+        clinician.send(json!({ "type": "admit", "participant_id": room_id }));
+        room.expect("admitted").await;
+        room.wait_connected().await;
+        clinician.wait_connected().await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let sent = clinician.publish(Instant::now(), 1, Duration::from_secs(3)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_received(&room, &clinician, sent);
+        let screen: Vec<_> = room
+            .received()
+            .into_iter()
+            .filter(|r| r.kind == Kind::Video && r.sender == clinician.id + crate::client::SCREEN_SENDER_OFFSET)
+            .collect();
+        // 3 s at 5 frames a second; the first may precede the renegotiation.
+        assert!(screen.len() >= 12, "the room got {} screen frames", screen.len());
+        assert!(screen.iter().all(|r| r.intact) && screen.windows(2).all(|w| w[0].seq < w[1].seq));
+    });
+}
