@@ -7,6 +7,7 @@ export class Call extends EventTarget {
     this.ws = null;
     this.pc = null;
     this.stream = null;
+    this.screen = null;
     this.ended = false;
     this.pingTimer = null;
   }
@@ -76,6 +77,11 @@ export class Call extends EventTarget {
     for (const track of this.stream.getTracks()) {
       this.pc.addTransceiver(track, { direction: 'sendrecv', streams: [this.stream] });
     }
+    if (this.screen) {
+      for (const track of this.screen.getVideoTracks()) {
+        this.pc.addTransceiver(track, { direction: 'sendonly', streams: [this.screen] });
+      }
+    }
     const offer = await this.pc.createOffer();
     await this.pc.setLocalDescription(offer);
     await this.gathered();
@@ -90,6 +96,15 @@ export class Call extends EventTarget {
       this.pc.addEventListener('icegatheringstatechange', done);
       setTimeout(resolve, 1500);
     });
+  }
+
+  /** Starts (or stops) sharing `screen`, a display-capture stream, as a second video track. */
+  async setScreen(screen) {
+    if (this.screen) {
+      for (const track of this.screen.getTracks()) track.stop();
+    }
+    this.screen = screen;
+    await this.offer();
   }
 
   setMuted(kind, muted) {

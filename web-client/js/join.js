@@ -59,6 +59,17 @@ async function main() {
     e.target.setAttribute('aria-pressed', String(off));
     call.setMuted('video', off);
   });
+  document.getElementById('share').addEventListener('click', async (e) => {
+    const sharing = e.target.getAttribute('aria-pressed') === 'true';
+    try {
+      const screen = sharing ? null : await navigator.mediaDevices.getDisplayMedia({ video: true });
+      if (screen) screen.getVideoTracks()[0].addEventListener('ended', () => call.setScreen(null));
+      e.target.setAttribute('aria-pressed', String(!sharing));
+      await call.setScreen(screen);
+    } catch (error) {
+      say(`Screen sharing did not start: ${error.message}`);
+    }
+  });
   document.getElementById('leave').addEventListener('click', () => call.leave());
   document.getElementById('end').addEventListener('click', () => call.end());
   controls.hidden = false;
