@@ -21,6 +21,9 @@ const MESSAGES_PER_SECOND: f64 = 20.0;
 const BURST: f64 = 40.0;
 /// This many refused messages close the connection.
 const MAX_STRIKES: u32 = 10;
+/// A client that says nothing for this long (clients ping every 20 s) has gone; its member is
+/// then away and may reconnect.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Close codes (documented in docs/protocol.md).
 pub mod close {
@@ -32,6 +35,8 @@ pub mod close {
     pub const ABUSE: u16 = 4400;
     /// Messages arrived faster than allowed for too long.
     pub const FLOOD: u16 = 4429;
+    /// Nothing arrived for 60 seconds.
+    pub const IDLE: u16 = 4408;
 }
 
 /// A frame from the client, as the transport sees it.
@@ -105,8 +110,13 @@ pub async fn run(mut socket: impl Socket, peer: Peer, schedule: Schedule, sessio
             return;
         }
     };
+    let mut last_heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
+            () = tokio::time::sleep_until(last_heard + IDLE_TIMEOUT) => {
+                socket.close(close::IDLE, "idle").await;
+                break;
+            }
             event = events.recv() => {
                 let Some(event) = event else { break };
                 let ended = matches!(event, SessionEvent::Ended(_));
@@ -120,6 +130,7 @@ pub async fn run(mut socket: impl Socket, peer: Peer, schedule: Schedule, sessio
             }
             frame = socket.recv() => {
                 let Some(frame) = frame else { break };
+                last_heard = tokio::time::Instant::now();
                 match handle(frame, &connection, &mut limiter, &mut socket).await {
                     Flow::Continue => {}
                     Flow::Stop => break,
