@@ -113,12 +113,14 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> a
     };
     let (sfu, _media_loop) = crate::sfu::Sfu::start(crate::sfu::SfuConfig {
         udp_bind: config.media_listen,
+        tcp_bind: config.media_tcp_listen,
         public_ips: config.public_ips.clone(),
     })
     .await
     .with_context(|| format!("cannot serve media on UDP {} (--media-port)", config.media_listen))?;
     let sfu_events = sfu.events();
     let media_addr = sfu.local_addr();
+    let media_tcp_addr = sfu.local_tcp_addr();
     let sessions_stop = CancellationToken::new();
     let sessions = Sessions::start(schedule.clone(), sfu, sfu_events, clock.clone(), sessions_stop.clone());
     let api = http::api::Api { store: store.clone(), audit: audit.clone(), staff, schedule, sessions, clock };
@@ -135,6 +137,9 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> a
     tracing::info!(listener = "https", addr = %public_addr, "listening");
     tracing::info!(listener = "admin", addr = %admin_addr, "listening");
     tracing::info!(listener = "media", addr = %media_addr, "listening");
+    if let Some(addr) = media_tcp_addr {
+        tracing::info!(listener = "media-tcp", addr = %addr, "listening");
+    }
     let url = browser_url(public_addr);
     println!("Gatehouse is running. Open {url}");
     if let Some(seed) = demo {

@@ -14,6 +14,7 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_DATA_DIR: &str = "./data";
 pub const DEFAULT_MEDIA_PORT: u16 = 8443;
+pub const DEFAULT_MEDIA_TCP_PORT: u16 = 8444;
 pub const DEFAULT_CERTS_DIR: &str = "./certs";
 
 /// Gatehouse: a secure video gateway for clinical consultations between prison rooms and hospitals.
@@ -216,6 +217,10 @@ pub struct ServeSettings {
     /// [default: 8443].
     #[arg(long, env = "GATEHOUSE_MEDIA_PORT", value_name = "PORT")]
     pub media_port: Option<u16>,
+    /// TCP port for ICE-TCP media (RFC 4571), the fallback for networks that allow no UDP,
+    /// on the --listen address; "off" disables it [default: 8444].
+    #[arg(long, env = "GATEHOUSE_MEDIA_TCP_PORT", value_name = "PORT|off")]
+    pub media_tcp_port: Option<String>,
     /// Public address to advertise in media candidates when behind 1:1 NAT (repeatable;
     /// comma-separated in the environment) [default: the bound address].
     #[arg(long = "public-ip", env = "GATEHOUSE_PUBLIC_IPS", value_delimiter = ',', value_name = "IP")]
@@ -260,6 +265,8 @@ pub struct ServeConfig {
     pub windows: crate::schedule::WindowSettings,
     /// The UDP address media is served on.
     pub media_listen: SocketAddr,
+    /// The TCP address ICE-TCP media is served on, if any.
+    pub media_tcp_listen: Option<SocketAddr>,
     pub public_ips: Vec<std::net::IpAddr>,
     /// Seed a demo room, appointment and staff accounts into an empty data folder.
     pub demo: bool,
@@ -315,7 +322,18 @@ impl ServeConfig {
         };
         let media_listen = SocketAddr::new(listen.ip(), s.media_port.or(file.media_port).unwrap_or(DEFAULT_MEDIA_PORT));
         let public_ips = if s.public_ips.is_empty() { file.public_ips } else { s.public_ips };
+        let media_tcp_listen = match s.media_tcp_port.or(file.media_tcp_port).as_deref() {
+            Some("off") => None,
+            None => Some(SocketAddr::new(listen.ip(), DEFAULT_MEDIA_TCP_PORT)),
+            Some(port) => Some(SocketAddr::new(
+                listen.ip(),
+                port.parse().map_err(|_| {
+                    ConfigError::new("--media-tcp-port", format!("{port:?} is not a port number or \"off\""))
+                })?,
+            )),
+        };
         let config = Self {
+            media_tcp_listen,
             media_listen,
             public_ips,
             windows,

@@ -8,15 +8,27 @@ pub struct SfuConfig {
     /// The one UDP socket every participant's media uses. Port 0 picks a free port.
     pub udp_bind: SocketAddr,
     /// Public addresses of a 1:1 NAT in front of the gateway. When non-empty, candidates carry
-    /// these addresses with the bound port instead of the bound address.
+    /// these addresses with the bound port instead of the bound address (UDP and TCP alike).
     pub public_ips: Vec<IpAddr>,
+    /// The ICE-TCP listener (passive, RFC 4571 framing), for networks that block UDP; `None`
+    /// serves UDP only. Port 0 picks a free port. Every answer then also offers a passive TCP
+    /// host candidate, which clients rank below the UDP one.
+    pub tcp_bind: Option<SocketAddr>,
 }
 
 impl SfuConfig {
     /// A configuration that advertises the bound address itself (no NAT).
     pub fn new(udp_bind: SocketAddr) -> Self {
-        SfuConfig { udp_bind, public_ips: Vec::new() }
+        SfuConfig { udp_bind, public_ips: Vec::new(), tcp_bind: None }
     }
+}
+
+/// The gateway's own candidate addresses, per transport; the only addresses in our SDP.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Advertised {
+    pub(crate) udp: Vec<SocketAddr>,
+    /// Empty when ICE-TCP is off.
+    pub(crate) tcp: Vec<SocketAddr>,
 }
 
 /// The addresses to put in host candidates for a socket bound to `bound`.

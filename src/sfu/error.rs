@@ -14,6 +14,10 @@ pub enum SfuError {
     #[error("could not bind the media UDP socket: {0}")]
     Bind(#[source] io::Error),
 
+    /// The ICE-TCP listener could not be bound or inspected at start-up.
+    #[error("could not bind the ICE-TCP listener: {0}")]
+    BindTcp(#[source] io::Error),
+
     /// The client's SDP could not be parsed or cannot be used for a call.
     #[error("the session description is not usable: {0}")]
     BadSdp(String),

@@ -53,6 +53,7 @@ pub struct SfuHandle {
     // reply, so the number queued is bounded by the number of concurrent callers.
     commands: mpsc::UnboundedSender<Command>,
     local_addr: SocketAddr,
+    local_tcp_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for SfuHandle {
@@ -62,13 +63,22 @@ impl std::fmt::Debug for SfuHandle {
 }
 
 impl SfuHandle {
-    pub(crate) fn new(commands: mpsc::UnboundedSender<Command>, local_addr: SocketAddr) -> Self {
-        SfuHandle { commands, local_addr }
+    pub(crate) fn new(
+        commands: mpsc::UnboundedSender<Command>,
+        local_addr: SocketAddr,
+        local_tcp_addr: Option<SocketAddr>,
+    ) -> Self {
+        SfuHandle { commands, local_addr, local_tcp_addr }
     }
 
     /// The address the media socket is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the ICE-TCP listener is bound to; `None` when ICE-TCP is off.
+    pub fn local_tcp_addr(&self) -> Option<SocketAddr> {
+        self.local_tcp_addr
     }
 
     /// Adds a participant to `session` from the client's offer and returns the gateway's answer.

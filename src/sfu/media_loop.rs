@@ -1,8 +1,11 @@
 //! The media loop: one task that owns the UDP socket and every participant's `Rtc`.
 //!
-//! Each turn waits for a command, a datagram or the earliest str0m deadline, feeds that in,
-//! then settles: drives every participant that has work, routes the effects that crossed
-//! between participants (which may give others work), and sends the datagrams produced.
+//! Each turn waits for a command, a datagram (from the UDP socket, or a packet from an ICE-TCP
+//! connection) or the earliest str0m deadline, feeds that in, then settles: drives every
+//! participant that has work, routes the effects that crossed between participants (which may
+//! give others work), and sends the datagrams produced, each over the transport str0m chose:
+//! the UDP socket, or the write queue of the ICE-TCP connection the client opened from that
+//! address. The ICE-TCP tasks never see an `Rtc`; they only exchange packets with this loop.
 //! All calls into one participant run under `catch_unwind`, so a panic ends that participant
 //! and no one else.
 
@@ -14,15 +17,18 @@ use std::time::{Duration, Instant};
 
 use str0m::RtcConfig;
 use str0m::change::SdpAnswer;
-use str0m::net::{DatagramSend, Protocol, Receive};
+use str0m::net::{DatagramSend, Protocol, Receive, Transmit};
 use str0m::{Input, change::SdpOffer};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use super::config::Advertised;
 use super::error::SfuError;
 use super::event::{FailureReason, SfuEvent};
 use super::handle::Command;
+use super::ice_tcp::{self, ConnId, TcpEvent};
 use super::ids::{ParticipantKey, SessionKey};
 use super::participant::{Effect, Ending, Participant};
 
@@ -38,7 +44,10 @@ pub(crate) struct MediaLoop {
     /// Template for each participant's `Rtc`: ICE-lite, codecs, BWE, crypto backend.
     rtc_config: RtcConfig,
     /// The gateway's own candidate addresses; the only addresses that ever appear in our SDP.
-    advertised: Vec<SocketAddr>,
+    advertised: Advertised,
+    /// Live ICE-TCP connections by the client's address, which is what str0m names as a
+    /// transmit's destination. The TCP tasks own the sockets; the loop only holds their queues.
+    tcp_conns: HashMap<SocketAddr, TcpConn>,
     participants: HashMap<ParticipantKey, Participant>,
     /// Source of the opaque stream labels handed to participants.
     next_label: u64,
@@ -46,8 +55,8 @@ pub(crate) struct MediaLoop {
     dirty: Vec<ParticipantKey>,
     /// Effects waiting to be routed, in the order they happened.
     effects: VecDeque<Effect>,
-    /// Datagrams waiting for the socket.
-    outbox: Vec<(SocketAddr, DatagramSend)>,
+    /// Datagrams waiting for the socket or an ICE-TCP connection.
+    outbox: Vec<Transmit>,
     /// Every `events()` receiver still open.
     subscribers: Vec<mpsc::UnboundedSender<SfuEvent>>,
     #[cfg(test)]
@@ -55,10 +64,11 @@ pub(crate) struct MediaLoop {
 }
 
 impl MediaLoop {
-    pub(crate) fn new(rtc_config: RtcConfig, advertised: Vec<SocketAddr>) -> Self {
+    pub(crate) fn new(rtc_config: RtcConfig, advertised: Advertised) -> Self {
         MediaLoop {
             rtc_config,
             advertised,
+            tcp_conns: HashMap::new(),
             participants: HashMap::new(),
             next_label: 0,
             dirty: Vec::new(),
@@ -70,8 +80,14 @@ impl MediaLoop {
         }
     }
 
-    /// Runs until every handle is dropped.
-    pub(crate) async fn run(mut self, socket: UdpSocket, mut commands: mpsc::UnboundedReceiver<Command>) {
+    /// Runs until every handle is dropped. `tcp` carries the ICE-TCP connections' packets, if
+    /// ICE-TCP is on; dropping it when the loop ends winds the TCP tasks down.
+    pub(crate) async fn run(
+        mut self,
+        socket: UdpSocket,
+        mut tcp: Option<mpsc::Receiver<TcpEvent>>,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+    ) {
         let mut buf = vec![0u8; RECV_BUFFER_BYTES];
         loop {
             let now = Instant::now();
@@ -83,16 +99,23 @@ impl MediaLoop {
                     None => break,
                 },
                 received = socket.recv_from(&mut buf) => match received {
-                    Ok((len, source)) => self.handle_datagram(&buf[..len], source),
+                    Ok((len, source)) => {
+                        self.handle_datagram(Protocol::Udp, &buf[..len], source);
+                    }
                     // UDP receive errors concern one datagram (or a stale ICMP report); the
                     // socket itself stays usable.
                     Err(e) => debug!(error = %e, "media socket receive failed"),
+                },
+                event = next_tcp_event(&mut tcp) => match event {
+                    Some(event) => self.handle_tcp_event(event),
+                    // Only if the TCP side ended on its own; UDP carries on.
+                    None => tcp = None,
                 },
                 () = tokio::time::sleep_until(wake.into()) => {}
             }
             self.mark_due(Instant::now());
             self.settle();
-            flush(&socket, &mut self.outbox).await;
+            flush(&socket, &self.tcp_conns, &mut self.outbox).await;
         }
         for participant in self.participants.values_mut() {
             participant.disconnect();
@@ -113,6 +136,7 @@ impl MediaLoop {
                     Some(mut removed) => {
                         // Best effort: a panic while disconnecting a leaving participant is moot.
                         let _ = catch_unwind(AssertUnwindSafe(|| removed.disconnect()));
+                        self.close_tcp_of(participant);
                         self.publisher_left(removed.session, participant);
                         Ok(())
                     }
@@ -215,15 +239,58 @@ impl MediaLoop {
         self.dirty.push(subscriber);
     }
 
-    fn handle_datagram(&mut self, data: &[u8], source: SocketAddr) {
-        // str0m matches STUN requests against our candidates, so the destination must be the
-        // advertised address (the public one behind a 1:1 NAT), not the socket's own.
-        let Some(destination) = self.advertised.iter().find(|a| a.is_ipv4() == source.is_ipv4()).copied() else {
+    fn handle_tcp_event(&mut self, event: TcpEvent) {
+        match event {
+            TcpEvent::Opened { conn, remote, outgoing, validated } => {
+                // A same-address entry can only be a connection whose `Closed` is still queued;
+                // replacing it drops its queue, which ends it.
+                let entry = TcpConn { conn, outgoing, on_validated: Some(validated), owner: None };
+                self.tcp_conns.insert(remote, entry);
+            }
+            TcpEvent::Packet { conn, remote, data } => self.handle_tcp_packet(conn, remote, &data),
+            TcpEvent::Closed { conn, remote } => {
+                if self.tcp_conns.get(&remote).is_some_and(|c| c.conn == conn) {
+                    self.tcp_conns.remove(&remote);
+                }
+            }
+        }
+    }
+
+    /// A packet from an ICE-TCP connection. Until a participant has accepted a STUN binding
+    /// request on it (checked against that participant's ICE credentials), a connection gets
+    /// nothing else through, so an unknown client cannot reach DTLS or RTP handling over TCP.
+    fn handle_tcp_packet(&mut self, conn: ConnId, remote: SocketAddr, data: &[u8]) {
+        let Some(entry) = self.tcp_conns.get(&remote).filter(|c| c.conn == conn) else {
             return;
         };
-        let Ok(receive) = Receive::new(Protocol::Udp, source, destination, data) else {
-            // Not STUN, DTLS, RTP or RTCP: nothing to do with us.
+        let binding_request = ice_tcp::is_binding_request(data);
+        if entry.on_validated.is_some() && !binding_request {
+            debug!("ICE-TCP packet before the connection was validated; dropped");
             return;
+        }
+        let owner = self.handle_datagram(Protocol::Tcp, data, remote);
+        // An owner that ended while handling the request has already had its connections
+        // closed; validating this one for it would leave it without an owner to end with.
+        if let Some(owner) = owner.filter(|k| binding_request && self.participants.contains_key(k))
+            && let Some(entry) = self.tcp_conns.get_mut(&remote)
+            && let Some(validated) = entry.on_validated.take()
+        {
+            entry.owner = Some(owner);
+            // The connection task may already be gone; its `Closed` event will follow.
+            let _ = validated.send(());
+        }
+    }
+
+    /// Feeds one received packet to the participant that accepts it, and names that participant.
+    fn handle_datagram(&mut self, proto: Protocol, data: &[u8], source: SocketAddr) -> Option<ParticipantKey> {
+        // str0m matches STUN requests against our candidates, so the destination must be the
+        // advertised address (the public one behind a 1:1 NAT) of this transport, not the
+        // socket's own.
+        let advertised = if proto == Protocol::Tcp { &self.advertised.tcp } else { &self.advertised.udp };
+        let destination = advertised.iter().find(|a| a.is_ipv4() == source.is_ipv4()).copied()?;
+        let Ok(receive) = Receive::new(proto, source, destination, data) else {
+            // Not STUN, DTLS, RTP or RTCP: nothing to do with us.
+            return None;
         };
         let input = Input::Receive(Instant::now(), receive);
         let owner = self.participants.values().find(|p| {
@@ -233,11 +300,12 @@ impl MediaLoop {
         });
         let Some(key) = owner.map(|p| p.key) else {
             // Common for the first STUN packets of a client whose offer is still in flight.
-            debug!("no participant accepts a datagram");
-            return;
+            debug!(?proto, "no participant accepts a datagram");
+            return None;
         };
         self.guarded(key, |p| p.handle_input(input));
         self.dirty.push(key);
+        Some(key)
     }
 
     /// Marks every participant whose str0m deadline has passed.
@@ -361,7 +429,15 @@ impl MediaLoop {
         };
         // Queue, don't emit: events already queued for this participant must come first.
         self.effects.push_back(Effect::Event(event));
+        self.close_tcp_of(key);
         self.publisher_left(removed.session, key);
+    }
+
+    /// Closes the ICE-TCP connections a departed participant validated: dropping the write
+    /// queue ends the connection task, so a client cannot keep a connection past its call.
+    /// Packets still in flight from it find no entry and are dropped.
+    fn close_tcp_of(&mut self, key: ParticipantKey) {
+        self.tcp_conns.retain(|_, c| c.owner != Some(key));
     }
 
     /// Stops the m-lines that carried a departed participant's tracks to the others.
@@ -379,24 +455,71 @@ impl MediaLoop {
     }
 }
 
-/// Sends queued datagrams. A datagram the kernel refuses is dropped, as UDP would anyway;
-/// NACK and RTX repair media, and STUN and DTLS retransmit.
-async fn flush(socket: &UdpSocket, outbox: &mut Vec<(SocketAddr, DatagramSend)>) {
-    for (destination, datagram) in outbox.drain(..) {
-        loop {
-            match socket.try_send_to(&datagram, destination) {
-                Ok(_) => break,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Err(e) = socket.writable().await {
-                        debug!(error = %e, "media socket not writable");
-                        break;
-                    }
-                }
-                Err(e) => {
-                    debug!(error = %e, "media datagram not sent");
-                    break;
+/// The media loop's side of one ICE-TCP connection.
+struct TcpConn {
+    /// Tells a stale entry from a newer connection that reuses the same client address.
+    conn: ConnId,
+    /// The connection's bounded write queue; the loop never waits on it.
+    outgoing: mpsc::Sender<DatagramSend>,
+    /// Present until a participant accepts a STUN binding request from this connection.
+    /// While present, nothing is sent to the connection and only binding requests are read.
+    on_validated: Option<oneshot::Sender<()>>,
+    /// The participant that validated the connection; the connection ends with it.
+    owner: Option<ParticipantKey>,
+}
+
+/// The next ICE-TCP event, or never when ICE-TCP is off, so `select!` can always list it.
+async fn next_tcp_event(tcp: &mut Option<mpsc::Receiver<TcpEvent>>) -> Option<TcpEvent> {
+    match tcp {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends queued datagrams over the transport str0m chose for each. A datagram that cannot go
+/// is dropped, as UDP would drop it anyway; NACK and RTX repair media, and STUN and DTLS
+/// retransmit.
+async fn flush(socket: &UdpSocket, tcp: &HashMap<SocketAddr, TcpConn>, outbox: &mut Vec<Transmit>) {
+    for transmit in outbox.drain(..) {
+        match transmit.proto {
+            Protocol::Udp => send_udp(socket, transmit.destination, &transmit.contents).await,
+            Protocol::Tcp => send_tcp(tcp, transmit.destination, transmit.contents),
+            // The gateway offers no such candidate, so str0m has no pair that uses one.
+            Protocol::SslTcp | Protocol::Tls => debug!("datagram for an unserved transport dropped"),
+        }
+    }
+}
+
+async fn send_udp(socket: &UdpSocket, destination: SocketAddr, datagram: &[u8]) {
+    loop {
+        match socket.try_send_to(datagram, destination) {
+            Ok(_) => return,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if let Err(e) = socket.writable().await {
+                    debug!(error = %e, "media socket not writable");
+                    return;
                 }
             }
+            Err(e) => {
+                debug!(error = %e, "media datagram not sent");
+                return;
+            }
         }
+    }
+}
+
+/// Queues a packet on the client's own ICE-TCP connection. The gateway never dials: with no
+/// live, validated connection from that address, the packet is dropped.
+fn send_tcp(tcp: &HashMap<SocketAddr, TcpConn>, destination: SocketAddr, datagram: DatagramSend) {
+    let Some(conn) = tcp.get(&destination).filter(|c| c.on_validated.is_none()) else {
+        debug!("no live ICE-TCP connection for a datagram; dropped");
+        return;
+    };
+    match conn.outgoing.try_send(datagram) {
+        Ok(()) => {}
+        // The client reads slower than media arrives: shed load here rather than queue
+        // without bound; the connection task closes a client that stops reading altogether.
+        Err(TrySendError::Full(_)) => debug!("ICE-TCP write queue full; datagram dropped"),
+        Err(TrySendError::Closed(_)) => debug!("ICE-TCP connection closing; datagram dropped"),
     }
 }

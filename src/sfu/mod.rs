@@ -1,11 +1,13 @@
 //! The media core (SFU): forwards each participant's audio and video to the other admitted
-//! participants of the same session, over one UDP port, on str0m.
+//! participants of the same session, over one UDP port (and optionally ICE-TCP), on str0m.
 //!
 //! Architecture invariant: this module knows nothing of HTTP, tokens, schedules or
 //! appointments. It is driven through [`SfuHandle`] and reports through [`SfuEvent`]; the
 //! caller decides who belongs to which session and who is admitted.
 //!
 //! - `media_loop.rs`: the one task that owns the socket and every participant.
+//! - `ice_tcp.rs`, `framing.rs`: the ICE-TCP listener and its RFC 4571 framing; they pass
+//!   packets to the media loop over channels and never touch a participant.
 //! - `participant.rs`: one peer connection, its tracks and its renegotiation.
 //! - `keyframe.rs`: the keyframe-request throttle.
 //! - `handle.rs`: the command handle; `config.rs`, `event.rs`, `error.rs`, `ids.rs`: the API.
@@ -17,13 +19,15 @@
 //! frames before forwarding them, which adds at most a frame's packet spread of delay.
 //!
 //! Privacy: the gateway is ICE-lite and only answers; it never sends a packet to an address it
-//! has not heard from. Answers and offers carry only the gateway's own candidates. Nothing at
+//! has not heard from, and never opens a TCP connection (ICE-TCP is passive only). Answers and offers carry only the gateway's own candidates. Nothing at
 //! info level or above logs SDP, candidates or addresses.
 
 mod config;
 mod error;
 mod event;
+mod framing;
 mod handle;
+mod ice_tcp;
 mod ids;
 mod keyframe;
 mod media_loop;
@@ -36,7 +40,7 @@ use std::sync::Arc;
 
 use str0m::RtcConfig;
 use str0m::bwe::Bitrate;
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::info;
@@ -55,19 +59,40 @@ const INITIAL_BITRATE_KBPS: u64 = 1_000;
 pub struct Sfu;
 
 impl Sfu {
-    /// Binds the media socket and spawns the media loop on the current tokio runtime.
+    /// Binds the media socket (and the ICE-TCP listener, if configured) and spawns the media
+    /// loop on the current tokio runtime.
     ///
-    /// The loop runs until every [`SfuHandle`] is dropped; the join handle completes then.
+    /// The loop runs until every [`SfuHandle`] is dropped; the join handle completes then, and
+    /// the ICE-TCP tasks wind down with it.
     pub async fn start(config: SfuConfig) -> Result<(SfuHandle, JoinHandle<()>), SfuError> {
         let socket = UdpSocket::bind(config.udp_bind).await.map_err(SfuError::Bind)?;
         let bound = socket.local_addr().map_err(SfuError::Bind)?;
-        let advertised = config::advertised_addrs(bound, &config.public_ips);
+        let mut advertised =
+            config::Advertised { udp: config::advertised_addrs(bound, &config.public_ips), tcp: Vec::new() };
         info!(port = bound.port(), "media socket bound");
+
+        // Bind before spawning anything, so a bad address fails the start and leaks no task.
+        let listener = match config.tcp_bind {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr).await.map_err(SfuError::BindTcp)?;
+                let tcp_bound = listener.local_addr().map_err(SfuError::BindTcp)?;
+                advertised.tcp = config::advertised_addrs(tcp_bound, &config.public_ips);
+                info!(port = tcp_bound.port(), "ICE-TCP listener bound");
+                Some((listener, tcp_bound))
+            }
+            None => None,
+        };
+        let tcp_bound = listener.as_ref().map(|(_, addr)| *addr);
+        let tcp_events = listener.map(|(listener, _)| {
+            let (events_tx, events_rx) = mpsc::channel(ice_tcp::EVENT_QUEUE);
+            tokio::spawn(ice_tcp::accept_loop(listener, events_tx, ice_tcp::LIMITS));
+            events_rx
+        });
 
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let media_loop = media_loop::MediaLoop::new(rtc_config(), advertised);
-        let task = tokio::spawn(media_loop.run(socket, commands_rx));
-        Ok((SfuHandle::new(commands_tx, bound), task))
+        let task = tokio::spawn(media_loop.run(socket, tcp_events, commands_rx));
+        Ok((SfuHandle::new(commands_tx, bound, tcp_bound), task))
     }
 }
 

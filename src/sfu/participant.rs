@@ -8,10 +8,11 @@ use std::time::Instant;
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
-use str0m::net::DatagramSend;
+use str0m::net::{TcpType, Transmit};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 use tracing::debug;
 
+use super::config::Advertised;
 use super::error::SfuError;
 use super::event::{DisconnectReason, FailureReason, SfuEvent};
 use super::ids::{ParticipantKey, SessionKey};
@@ -95,9 +96,9 @@ pub(crate) struct Participant {
     pub(crate) label: String,
     /// When str0m (or a deferred keyframe request) next needs this participant driven.
     pub(crate) deadline: Instant,
-    /// Datagrams to send, drained by the loop after every call so that a panic mid-call loses
-    /// only this participant's output.
-    pub(crate) datagrams: Vec<(std::net::SocketAddr, DatagramSend)>,
+    /// Packets to send (over UDP or an ICE-TCP connection, as str0m says), drained by the loop
+    /// after every call so that a panic mid-call loses only this participant's output.
+    pub(crate) datagrams: Vec<Transmit>,
     /// Cross-participant effects, drained by the loop like `datagrams`.
     pub(crate) effects: Vec<Effect>,
     /// Set once the connection has ended; the loop removes the participant.
@@ -108,19 +109,23 @@ impl Participant {
     /// Creates the peer connection and accepts the client's offer, returning our answer.
     ///
     /// Only the gateway's own host candidates are added; the client's candidates stay inside
-    /// str0m, which in ICE-lite mode never sends to them unprompted.
+    /// str0m, which in ICE-lite mode never sends to them unprompted. TCP candidates are
+    /// passive: the client connects, the gateway never dials.
     pub(crate) fn accept(
         key: ParticipantKey,
         session: SessionKey,
         label: String,
         config: RtcConfig,
-        candidates: &[std::net::SocketAddr],
+        candidates: &Advertised,
         offer: SdpOffer,
         now: Instant,
     ) -> Result<(Participant, SdpAnswer), SfuError> {
         let mut rtc = config.build(now);
-        for addr in candidates {
-            let candidate = Candidate::host(*addr, "udp").map_err(|e| SfuError::Engine(e.to_string()))?;
+        let udp = candidates.udp.iter().map(|addr| Candidate::builder().udp().host(*addr).build());
+        let tcp =
+            candidates.tcp.iter().map(|addr| Candidate::builder().tcp().host(*addr).tcptype(TcpType::Passive).build());
+        for candidate in udp.chain(tcp) {
+            let candidate = candidate.map_err(|e| SfuError::Engine(e.to_string()))?;
             if rtc.add_local_candidate(candidate).is_none() {
                 return Err(SfuError::Engine("the gateway's own candidate was refused".into()));
             }
@@ -177,7 +182,7 @@ impl Participant {
                     self.deadline = throttle_deadline.map_or(t, |d| d.min(t));
                     return;
                 }
-                Ok(Output::Transmit(t)) => self.datagrams.push((t.destination, t.contents)),
+                Ok(Output::Transmit(t)) => self.datagrams.push(t),
                 Ok(Output::Event(e)) => self.handle_event(e, now),
                 Err(e) => self.fail(e.to_string()),
             }

@@ -66,8 +66,11 @@ async fn answers_carry_only_the_gateways_candidates_and_support_the_three_codecs
 
 #[tokio::test]
 async fn public_ips_are_advertised_instead_of_the_bound_address() {
-    let config =
-        SfuConfig { udp_bind: "127.0.0.1:0".parse().unwrap(), public_ips: vec!["203.0.113.7".parse().unwrap()] };
+    let config = SfuConfig {
+        udp_bind: "127.0.0.1:0".parse().unwrap(),
+        public_ips: vec!["203.0.113.7".parse().unwrap()],
+        tcp_bind: None,
+    };
     let (sfu, _task) = Sfu::start(config).await.unwrap();
     let answer = sfu.add_participant(SessionKey(1), ParticipantKey(1), client_offer()).await.unwrap();
     let port = sfu.local_addr().port();
@@ -115,4 +118,64 @@ async fn the_gateway_never_sends_first_to_an_address_a_client_supplied() {
     let mut buf = [0u8; 1500];
     let heard = tokio::time::timeout(Duration::from_millis(700), silent.recv_from(&mut buf)).await;
     assert!(heard.is_err(), "the gateway sent a packet to a client-supplied address");
+}
+
+fn tcp_config() -> SfuConfig {
+    SfuConfig { tcp_bind: Some("127.0.0.1:0".parse().unwrap()), ..SfuConfig::new("127.0.0.1:0".parse().unwrap()) }
+}
+
+#[tokio::test]
+async fn ice_tcp_adds_a_passive_candidate_on_the_advertised_addresses() {
+    let config = SfuConfig { public_ips: vec!["203.0.113.7".parse().unwrap()], ..tcp_config() };
+    let (sfu, _task) = Sfu::start(config).await.unwrap();
+    let answer = sfu.add_participant(SessionKey(1), ParticipantKey(1), client_offer()).await.unwrap();
+    let (udp_port, tcp_port) = (sfu.local_addr().port(), sfu.local_tcp_addr().unwrap().port());
+    let candidates: Vec<&str> = answer.lines().filter(|l| l.starts_with("a=candidate")).collect();
+    assert_eq!(candidates.len(), 2, "{candidates:?}");
+    let udp = candidates.iter().find(|c| c.contains(" udp ")).unwrap();
+    assert!(udp.contains(&format!(" 203.0.113.7 {udp_port} typ host ")), "{udp}");
+    let tcp = candidates.iter().find(|c| c.contains(" tcp ")).unwrap();
+    assert!(tcp.contains(&format!(" 203.0.113.7 {tcp_port} typ host tcptype passive ")), "{tcp}");
+    assert!(!answer.contains("127.0.0.1"));
+
+    // Without a TCP listener, only the UDP candidate is offered.
+    let sfu = start().await;
+    assert_eq!(sfu.local_tcp_addr(), None);
+    let answer = sfu.add_participant(SessionKey(1), ParticipantKey(1), client_offer()).await.unwrap();
+    assert!(!answer.contains(" tcp ") && !answer.contains("tcptype"));
+}
+
+#[tokio::test]
+async fn the_gateway_never_opens_a_tcp_connection() {
+    // A client that offers TCP candidates of every kind, each on a listener that records
+    // connections, and never connects itself: the gateway must not dial any of them.
+    let mut recorders = Vec::new();
+    let mut rtc = Rtc::builder().build(Instant::now());
+    for tcptype in [str0m::net::TcpType::Passive, str0m::net::TcpType::Active, str0m::net::TcpType::So] {
+        let recorder = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = recorder.local_addr().unwrap();
+        let candidate = str0m::Candidate::builder().tcp().host(addr).tcptype(tcptype).build().unwrap();
+        rtc.add_local_candidate(candidate).unwrap();
+        recorders.push(recorder);
+    }
+    let mut change = rtc.sdp_api();
+    change.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
+    let (offer, _pending) = change.apply().unwrap();
+    let offer = offer.to_sdp_string();
+    for tcptype in ["passive", "active", "so"] {
+        assert!(offer.contains(&format!("tcptype {tcptype}")), "{offer}");
+    }
+
+    let (sfu, _task) = Sfu::start(tcp_config()).await.unwrap();
+    sfu.add_participant(SessionKey(1), ParticipantKey(1), offer).await.unwrap();
+    sfu.set_forwarding(ParticipantKey(1), true).await.unwrap();
+    let any_dialled = async {
+        tokio::select! {
+            _ = recorders[0].accept() => {}
+            _ = recorders[1].accept() => {}
+            _ = recorders[2].accept() => {}
+        }
+    };
+    let dialled = tokio::time::timeout(Duration::from_millis(1500), any_dialled).await;
+    assert!(dialled.is_err(), "the gateway opened a TCP connection to a client-supplied address");
 }

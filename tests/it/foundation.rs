@@ -183,7 +183,19 @@ fn operator_certificates_are_served_and_a_mismatched_key_is_refused() {
 
     let data = dir.path().join("data2");
     let (code, _, err) = run_cli(
-        &["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--media-port", "0", "--tls-cert", cert],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--media-port",
+            "0",
+            "--media-tcp-port",
+            "0",
+            "--tls-cert",
+            cert,
+        ],
         &[("GATEHOUSE_TLS_KEY", b.key.to_str().unwrap()), ("GATEHOUSE_DATA_DIR", data.to_str().unwrap())],
     );
     assert_ne!(code, 0);
@@ -206,6 +218,7 @@ fn bad_settings_exit_2_naming_the_setting() {
         (vec!["serve", "--log-format", "xml"], vec![], "--log-format"),
         (vec!["serve", "--config", config.to_str().unwrap()], vec![], "admin-lisen"),
         (vec!["serve", "--log", "gatehouse=[[["], vec![], "--log"),
+        (vec!["serve", "--media-tcp-port", "udp"], vec![], "--media-tcp-port"),
     ];
     for (args, env, setting) in cases {
         let (code, _, err) = run_cli(&args, &env);
