@@ -22,8 +22,8 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
-    register_default_interceptors,
+    RTCIceCandidateInit, RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, Registry,
+    SettingEngineBuilder, register_default_interceptors,
 };
 
 use crate::support::{Gateway, client_config};
@@ -184,11 +184,19 @@ impl Peer {
     /// Joins through the gateway's WebSocket with `credential` (the `join` message's fields),
     /// from a peer connection bound to `ip` (explicitly, so address-leak checks can fail).
     pub async fn join(gw: &Gateway, ip: IpAddr, credential: Value, id: u8) -> Arc<Peer> {
-        Self::join_sharing(gw, ip, credential, id, false).await
+        Self::join_with(gw, ip, credential, id, false, false).await
     }
 
-    /// [`Peer::join`], optionally publishing a screen-share track beside the camera.
-    pub async fn join_sharing(gw: &Gateway, ip: IpAddr, credential: Value, id: u8, share_screen: bool) -> Arc<Peer> {
+    /// [`Peer::join`], optionally publishing a screen-share track beside the camera, and
+    /// optionally with no UDP at all (ICE-TCP only, as behind a firewall that blocks UDP).
+    pub async fn join_with(
+        gw: &Gateway,
+        ip: IpAddr,
+        credential: Value,
+        id: u8,
+        share_screen: bool,
+        tcp_only: bool,
+    ) -> Arc<Peer> {
         let url = format!("wss://localhost:{}/ws", gw.public.port());
         let request = url.into_client_request().unwrap();
         let connector = tokio_tungstenite::Connector::Rustls(client_config(&gw.ca_path(), &rustls::version::TLS13));
@@ -241,18 +249,20 @@ impl Peer {
             received: received.clone(),
             undecodable: undecodable.clone(),
         };
-        let pc: Arc<dyn PeerConnection> = Arc::new(
-            PeerConnectionBuilder::new()
-                .with_configuration(RTCConfigurationBuilder::new().build())
-                .with_media_engine(media)
-                .with_setting_engine(settings)
-                .with_interceptor_registry(registry)
-                .with_handler(Arc::new(handler))
-                .with_udp_addrs(vec![format!("{ip}:0")])
-                .build()
-                .await
-                .unwrap(),
-        );
+        let builder = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(media)
+            .with_setting_engine(settings)
+            .with_interceptor_registry(registry)
+            .with_handler(Arc::new(handler));
+        let builder = if tcp_only {
+            builder
+                .with_tcp_addrs(vec![format!("{ip}:0")])
+                .with_runtime(Arc::new(crate::tcp_runtime::BoundTcpRuntime { local_ip: ip }))
+        } else {
+            builder.with_udp_addrs(vec![format!("{ip}:0")])
+        };
+        let pc: Arc<dyn PeerConnection> = Arc::new(builder.build().await.unwrap());
         let audio_ssrc = 0x1000_0000 + u32::from(id);
         let video_ssrc = 0x2000_0000 + u32::from(id);
         let audio = local_track(id, "audio", RtpCodecKind::Audio, audio_ssrc, "audio/opus", 48_000, 2);
@@ -279,6 +289,10 @@ impl Peer {
         tokio::time::timeout(Duration::from_secs(5), gathered_rx.recv()).await.unwrap();
         let offer = pc.local_description().await.unwrap().sdp;
         assert!(offer.contains(&ip.to_string()), "the peer must offer its own address");
+        if tcp_only {
+            let udp = offer.lines().filter(|l| l.starts_with("a=candidate") && l.to_lowercase().contains(" udp "));
+            assert_eq!(udp.count(), 0, "a TCP-only peer offered a UDP candidate");
+        }
         outgoing.send(Message::Text(json!({ "v": 1, "type": "offer", "sdp": offer }).to_string().into())).unwrap();
 
         // Reads the gateway's messages: SDP is handled here, the rest goes to the test.
@@ -299,9 +313,24 @@ impl Peer {
                 let message: Value = serde_json::from_str(&text).unwrap();
                 match message["type"].as_str() {
                     Some("answer") => {
-                        let answer =
-                            RTCSessionDescription::answer(message["sdp"].as_str().unwrap().to_owned()).unwrap();
-                        reader_pc.set_remote_description(answer).await.unwrap();
+                        let sdp = message["sdp"].as_str().unwrap().to_owned();
+                        reader_pc
+                            .set_remote_description(RTCSessionDescription::answer(sdp.clone()).unwrap())
+                            .await
+                            .unwrap();
+                        if tcp_only {
+                            // webrtc-rs dials a passive TCP candidate only when it is trickled,
+                            // not when it comes inside the SDP, so hand the gateway's over again.
+                            for line in sdp.lines().filter(|l| l.contains(" tcp ") && l.contains("tcptype passive")) {
+                                let candidate = RTCIceCandidateInit {
+                                    candidate: line.trim_start_matches("a=").to_owned(),
+                                    sdp_mid: Some("0".to_owned()),
+                                    sdp_mline_index: Some(0),
+                                    ..Default::default()
+                                };
+                                reader_pc.add_ice_candidate(candidate).await.unwrap();
+                            }
+                        }
                     }
                     Some("offer") => {
                         let offer = RTCSessionDescription::offer(message["sdp"].as_str().unwrap().to_owned()).unwrap();

@@ -10,4 +10,5 @@ mod media;
 mod schedule;
 mod signalling;
 mod support;
+mod tcp_runtime;
 mod webdriver;

@@ -200,7 +200,7 @@ fn a_shared_screen_reaches_the_room_as_its_own_video_track() {
         let room = Peer::join(&desk.gw, ROOM_IP.parse().unwrap(), json!({ "device": desk.kiosk }), 1).await;
         room.expect("waiting").await;
         let clinician =
-            Peer::join_sharing(&desk.gw, CLINICIAN_IP.parse().unwrap(), json!({ "link": token }), 2, true).await;
+            Peer::join_with(&desk.gw, CLINICIAN_IP.parse().unwrap(), json!({ "link": token }), 2, true, false).await;
         let room_id = room.joined["participant_id"].as_str().unwrap().to_owned();
         clinician.send(json!({ "type": "admit", "participant_id": room_id }));
         room.expect("admitted").await;
@@ -218,5 +218,38 @@ fn a_shared_screen_reaches_the_room_as_its_own_video_track() {
         // 3 s at 5 frames a second; the first may precede the renegotiation.
         assert!(screen.len() >= 12, "the room got {} screen frames", screen.len());
         assert!(screen.iter().all(|r| r.intact) && screen.windows(2).all(|w| w[0].seq < w[1].seq));
+    });
+}
+
+#[test]
+fn without_udp_the_consultation_runs_over_ice_tcp() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let (token, _) = desk.link(&appointment);
+    runtime().block_on(async {
+        let gw = &desk.gw;
+        let room = Peer::join_with(gw, ROOM_IP.parse().unwrap(), json!({ "device": desk.kiosk }), 1, false, true).await;
+        room.expect("waiting").await;
+        let clinician =
+            Peer::join_with(gw, CLINICIAN_IP.parse().unwrap(), json!({ "link": token }), 2, false, true).await;
+        let room_id = room.joined["participant_id"].as_str().unwrap().to_owned();
+        clinician.send(json!({ "type": "admit", "participant_id": room_id }));
+        room.expect("admitted").await;
+        room.wait_connected().await;
+        clinician.wait_connected().await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let epoch = Instant::now();
+        let (a, b) = (room.clone(), clinician.clone());
+        let (room_sent, clinician_sent) =
+            tokio::join!(async move { a.publish(epoch, 1, Duration::from_secs(3)).await }, async move {
+                b.publish(epoch, 1, Duration::from_secs(3)).await
+            },);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_received(&room, &clinician, clinician_sent);
+        assert_received(&clinician, &room, room_sent);
+        let seen_by_room = room.from_gateway.lock().unwrap().join("\n");
+        assert!(seen_by_room.contains("tcptype passive"), "the gateway offered no ICE-TCP candidate");
+        assert!(!seen_by_room.contains(CLINICIAN_IP));
+        assert!(!clinician.from_gateway.lock().unwrap().join("\n").contains(ROOM_IP));
     });
 }
