@@ -301,6 +301,11 @@ impl Live {
         let conn = Conn { id: self.shared.next_conn(), events, media: None, ip };
         let conn_id = conn.id;
         let role = admission.role();
+        // Ask again inside the actor: a revocation or lockdown processed between the door and
+        // here must not let this connection in.
+        if let Err(reason) = self.allowed(&caller, Action::Remain).await {
+            return Err(EndReason::Policy(reason));
+        }
         let reconnect = match self.members.iter_mut().find(|m| m.id == id) {
             Some(existing) if existing.conn.is_some() => {
                 // A second connection with the same credential is refused, never substituted.

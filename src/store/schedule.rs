@@ -483,7 +483,8 @@ impl ScheduleStore for SqliteStore {
             _ => None,
         };
         self.lock().execute(
-            "UPDATE appointments SET status = ?2, status_reason = ?3, updated_at = ?4 WHERE id = ?1",
+            // Only a booked appointment changes status: an ending never overwrites a cancellation.
+            "UPDATE appointments SET status = ?2, status_reason = ?3, updated_at = ?4 WHERE id = ?1 AND status = 'booked'",
             params![id.to_string(), status.code(), reason, now],
         )?;
         Ok(())

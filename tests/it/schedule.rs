@@ -281,6 +281,10 @@ fn every_join_refusal_is_produced_by_its_situation_and_audited() {
     assert_eq!(first.status, 200, "{}", first.body);
     assert_eq!(first.json()["role"], "clinician");
     assert_eq!(first.json()["display_name"], "Dr Test");
+    // A participant learns nothing personal about anyone else at the door.
+    for private in ["PT-0042", "dr.test@hospital.example", "Officer Test", "An Interpreter"] {
+        assert!(!first.body.contains(private), "the join response carries {private}: {}", first.body);
+    }
     let browser = browser_cookie(&first);
     assert_eq!(desk.join(&token, Some(&browser)).status, 200, "the same browser may come back");
     // link_bound_elsewhere: another browser.

@@ -10,7 +10,6 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::schedule::{AppointmentJson, appointment_json};
 use super::{Api, ApiJson, ClientIp, Staff, blocking, cookie, no_content, schedule_error};
 use crate::auth::{digest, new_secret};
 use crate::domain::{AppointmentId, LinkId, ParticipantId};
@@ -135,20 +134,45 @@ async fn revoke_link(State(api): State<Api>, staff: Staff, Path(id): Path<String
     Ok(no_content())
 }
 
+/// What a participant learns at the door: their own role and name, the room's name and the
+/// appointment's times. Never another person's e-mail, the patient's pseudonym or the escort.
 #[derive(Serialize, ToSchema)]
 pub struct AdmissionView {
     /// clinician, guest or room
     role: String,
     /// The name the other participants will see.
     display_name: String,
-    appointment: AppointmentJson,
+    appointment: JoinAppointmentView,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct JoinAppointmentView {
+    id: String,
+    room_name: String,
+    start: String,
+    end: String,
+    /// Joining opens.
+    opens: String,
+    /// The session ends for everyone.
+    hard_end: String,
+    /// booked, open, ended, cancelled or terminated
+    status: String,
 }
 
 fn admission_json(admission: &Admission, role: &str, now: jiff::Timestamp) -> AdmissionView {
+    let view = &admission.view;
     AdmissionView {
         role: role.into(),
         display_name: admission.display_name.clone(),
-        appointment: appointment_json(&admission.view, now),
+        appointment: JoinAppointmentView {
+            id: view.appointment.id.to_string(),
+            room_name: view.room.name.clone(),
+            start: view.appointment.start.to_string(),
+            end: view.appointment.end.to_string(),
+            opens: view.window.opens.to_string(),
+            hard_end: view.window.hard_end.to_string(),
+            status: view.effective_status(now).into(),
+        },
     }
 }
 
