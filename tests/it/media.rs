@@ -32,6 +32,34 @@ fn assert_received(peer: &Peer, from: &Peer, sent: (u32, u32)) {
     assert_eq!(peer.undecodable(), 0, "peer {} received payloads that are not what anyone sent", peer.id);
 }
 
+/// The room joins and waits; the clinician (sharing a screen, or over TCP only, as asked)
+/// joins and admits it; both peer connections are up and renegotiation has settled.
+async fn admitted_pair(desk: &Desk, token: &str, share_screen: bool, tcp_only: bool) -> (Arc<Peer>, Arc<Peer>) {
+    let gw = &desk.gw;
+    let room = Peer::join_with(gw, ROOM_IP.parse().unwrap(), json!({ "device": desk.kiosk }), 1, false, tcp_only).await;
+    room.expect("waiting").await;
+    let clinician =
+        Peer::join_with(gw, CLINICIAN_IP.parse().unwrap(), json!({ "link": token }), 2, share_screen, tcp_only).await;
+    let room_id = room.joined["participant_id"].as_str().unwrap().to_owned();
+    clinician.send(json!({ "type": "admit", "participant_id": room_id }));
+    room.expect("admitted").await;
+    room.wait_connected().await;
+    clinician.wait_connected().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (room, clinician)
+}
+
+/// Both publish for three seconds at once; returns what each sent.
+async fn exchange(room: &Arc<Peer>, clinician: &Arc<Peer>) -> ((u32, u32), (u32, u32)) {
+    let epoch = Instant::now();
+    let (a, b) = (room.clone(), clinician.clone());
+    let sent = tokio::join!(async move { a.publish(epoch, 1, Duration::from_secs(3)).await }, async move {
+        b.publish(epoch, 1, Duration::from_secs(3)).await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sent
+}
+
 #[test]
 fn two_webrtc_peers_exchange_intact_media_without_learning_each_others_address() {
     let desk = Desk::new();
@@ -197,16 +225,7 @@ fn a_shared_screen_reaches_the_room_as_its_own_video_track() {
     let appointment = desk.booked(-5, 25);
     let (token, _) = desk.link(&appointment);
     runtime().block_on(async {
-        let room = Peer::join(&desk.gw, ROOM_IP.parse().unwrap(), json!({ "device": desk.kiosk }), 1).await;
-        room.expect("waiting").await;
-        let clinician =
-            Peer::join_with(&desk.gw, CLINICIAN_IP.parse().unwrap(), json!({ "link": token }), 2, true, false).await;
-        let room_id = room.joined["participant_id"].as_str().unwrap().to_owned();
-        clinician.send(json!({ "type": "admit", "participant_id": room_id }));
-        room.expect("admitted").await;
-        room.wait_connected().await;
-        clinician.wait_connected().await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (room, clinician) = admitted_pair(&desk, &token, true, false).await;
         let sent = clinician.publish(Instant::now(), 1, Duration::from_secs(3)).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_received(&room, &clinician, sent);
@@ -227,24 +246,8 @@ fn without_udp_the_consultation_runs_over_ice_tcp() {
     let appointment = desk.booked(-5, 25);
     let (token, _) = desk.link(&appointment);
     runtime().block_on(async {
-        let gw = &desk.gw;
-        let room = Peer::join_with(gw, ROOM_IP.parse().unwrap(), json!({ "device": desk.kiosk }), 1, false, true).await;
-        room.expect("waiting").await;
-        let clinician =
-            Peer::join_with(gw, CLINICIAN_IP.parse().unwrap(), json!({ "link": token }), 2, false, true).await;
-        let room_id = room.joined["participant_id"].as_str().unwrap().to_owned();
-        clinician.send(json!({ "type": "admit", "participant_id": room_id }));
-        room.expect("admitted").await;
-        room.wait_connected().await;
-        clinician.wait_connected().await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let epoch = Instant::now();
-        let (a, b) = (room.clone(), clinician.clone());
-        let (room_sent, clinician_sent) =
-            tokio::join!(async move { a.publish(epoch, 1, Duration::from_secs(3)).await }, async move {
-                b.publish(epoch, 1, Duration::from_secs(3)).await
-            },);
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (room, clinician) = admitted_pair(&desk, &token, false, true).await;
+        let (room_sent, clinician_sent) = exchange(&room, &clinician).await;
         assert_received(&room, &clinician, clinician_sent);
         assert_received(&clinician, &room, room_sent);
         let seen_by_room = room.from_gateway.lock().unwrap().join("\n");
