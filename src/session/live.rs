@@ -12,7 +12,7 @@ use crate::auth::policy::{Action, Credential, Principal, Reason};
 use crate::auth::{Caller, code};
 use crate::domain::{AppointmentId, AppointmentStatus};
 use crate::schedule::{Admission, Change, ScheduleError};
-use crate::sfu::{ParticipantKey, SessionKey};
+use crate::sfu::{ParticipantKey, SessionKey, SfuError};
 
 /// How often the timers are checked: warnings and the hard end are at most this late.
 const TICK: std::time::Duration = std::time::Duration::from_millis(500);
@@ -368,11 +368,31 @@ impl Live {
         let session = self.media_session;
         let Some(member) = self.member_by_conn(conn) else { return };
         let admitted = member.admitted;
-        let old = member.conn.as_mut().and_then(|c| c.media.take());
-        if let Some(old) = old {
-            // A fresh offer from the browser (a restart) replaces its peer connection.
-            let _ = self.shared.sfu.remove_participant(old).await;
-            self.shared.forget_media(old);
+        let current = member.conn.as_ref().and_then(|c| c.media);
+        if let Some(current) = current {
+            // A further offer on the same peer connection (a track added or stopped, an ICE
+            // restart) is applied in place, and media keeps flowing.
+            match self.shared.sfu.renegotiate(current, sdp.clone()).await {
+                Ok(answer) => {
+                    if let Some(member) = self.member_by_conn(conn) {
+                        member.send(SessionEvent::Answer { sdp: answer });
+                    }
+                    return;
+                }
+                Err(SfuError::BadSdp(e)) => {
+                    self.send_error(conn, "bad_sdp", &format!("The offer could not be used: {e}"));
+                    return;
+                }
+                // An offer from a new peer connection (the browser started afresh) replaces
+                // the old one; so does one whose predecessor the media core has already ended.
+                Err(_) => {
+                    if let Some(c) = self.member_by_conn(conn).and_then(|m| m.conn.as_mut()) {
+                        c.media = None;
+                    }
+                    let _ = self.shared.sfu.remove_participant(current).await;
+                    self.shared.forget_media(current);
+                }
+            }
         }
         let key = self.shared.new_media_key(self.appointment);
         match self.shared.sfu.add_participant(session, key, sdp).await {

@@ -30,6 +30,11 @@ pub enum SfuError {
     #[error("{0} is not in the media core")]
     UnknownParticipant(ParticipantKey),
 
+    /// An offer came from a different peer connection (another DTLS certificate) than the
+    /// participant's current one, so it cannot renegotiate that connection in place.
+    #[error("the offer belongs to a new peer connection, not {0}'s current one")]
+    NewPeerConnection(ParticipantKey),
+
     /// An answer arrived but the media core had not sent that participant an offer.
     #[error("no offer from the media core is waiting for an answer from {0}")]
     NoPendingOffer(ParticipantKey),

@@ -3,6 +3,7 @@
 //! Every call becomes a [`Command`] sent to the one media-loop task, which owns all state; the
 //! reply comes back on a oneshot channel. No lock is shared between the two sides.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -21,7 +22,12 @@ pub(crate) enum Command {
     AddParticipant {
         session: SessionKey,
         participant: ParticipantKey,
-        offer: SdpOffer,
+        offer: ClientOffer,
+        reply: oneshot::Sender<Result<String, SfuError>>,
+    },
+    Renegotiate {
+        participant: ParticipantKey,
+        offer: ClientOffer,
         reply: oneshot::Sender<Result<String, SfuError>>,
     },
     Answer {
@@ -95,6 +101,19 @@ impl SfuHandle {
         self.call(|reply| Command::AddParticipant { session, participant, offer, reply }).await?
     }
 
+    /// Applies a further offer from the participant's client to its existing peer connection
+    /// (a track added or stopped, or an ICE restart) and returns the gateway's answer. Media
+    /// keeps flowing throughout.
+    ///
+    /// An offer made by a new peer connection (another DTLS certificate) cannot be applied in
+    /// place: that is [`SfuError::NewPeerConnection`], and the caller replaces the participant.
+    /// If the media core's own offer to this participant is still unanswered, the client's
+    /// offer wins and the media core offers its changes again afterwards.
+    pub async fn renegotiate(&self, participant: ParticipantKey, offer_sdp: String) -> Result<String, SfuError> {
+        let offer = parse_offer(&offer_sdp)?;
+        self.call(|reply| Command::Renegotiate { participant, offer, reply }).await?
+    }
+
     /// Delivers the client's answer to an [`SfuEvent::Offer`].
     pub async fn answer(&self, participant: ParticipantKey, answer_sdp: String) -> Result<(), SfuError> {
         let answer = parse_guarded(&answer_sdp, SdpAnswer::from_sdp_string)?;
@@ -134,14 +153,41 @@ impl SfuHandle {
     }
 }
 
+/// A client's parsed offer, with the DTLS fingerprints that name the peer connection it came
+/// from.
+pub(crate) struct ClientOffer {
+    pub(crate) sdp: SdpOffer,
+    pub(crate) fingerprints: Fingerprints,
+}
+
+/// The `a=fingerprint` values of an offer, normalised: the identity of the client's DTLS
+/// certificate, and so of its peer connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Fingerprints(BTreeSet<String>);
+
+impl Fingerprints {
+    fn of(sdp: &str) -> Self {
+        let values = sdp
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("a=fingerprint:"))
+            .map(|v| v.trim().to_ascii_lowercase())
+            .collect();
+        Fingerprints(values)
+    }
+}
+
 /// Parses a client's offer and refuses ones the gateway cannot use.
-fn parse_offer(sdp: &str) -> Result<SdpOffer, SfuError> {
+fn parse_offer(sdp: &str) -> Result<ClientOffer, SfuError> {
     // Data-channel-only offers parse, but a video gateway has nothing to do with them.
     let has_media = sdp.lines().any(|l| l.starts_with("m=audio ") || l.starts_with("m=video "));
     if !has_media {
         return Err(SfuError::BadSdp("the offer has no audio or video section".into()));
     }
-    parse_guarded(sdp, SdpOffer::from_sdp_string)
+    let fingerprints = Fingerprints::of(sdp);
+    if fingerprints.0.is_empty() {
+        return Err(SfuError::BadSdp("the offer has no DTLS fingerprint".into()));
+    }
+    Ok(ClientOffer { sdp: parse_guarded(sdp, SdpOffer::from_sdp_string)?, fingerprints })
 }
 
 /// Runs str0m's SDP parser on untrusted text, turning both errors and panics into `BadSdp`.

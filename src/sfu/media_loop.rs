@@ -15,10 +15,10 @@ use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
+use str0m::Input;
 use str0m::RtcConfig;
 use str0m::change::SdpAnswer;
 use str0m::net::{DatagramSend, Protocol, Receive, Transmit};
-use str0m::{Input, change::SdpOffer};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 use super::config::Advertised;
 use super::error::SfuError;
 use super::event::{FailureReason, SfuEvent};
-use super::handle::Command;
+use super::handle::{ClientOffer, Command};
 use super::ice_tcp::{self, ConnId, TcpEvent};
 use super::ids::{ParticipantKey, SessionKey};
 use super::participant::{Effect, Ending, Participant};
@@ -128,6 +128,9 @@ impl MediaLoop {
             Command::AddParticipant { session, participant, offer, reply } => {
                 let _ = reply.send(self.add_participant(session, participant, offer));
             }
+            Command::Renegotiate { participant, offer, reply } => {
+                let _ = reply.send(self.renegotiate(participant, offer));
+            }
             Command::Answer { participant, answer, reply } => {
                 let _ = reply.send(self.answer(participant, answer));
             }
@@ -160,7 +163,7 @@ impl MediaLoop {
         &mut self,
         session: SessionKey,
         key: ParticipantKey,
-        offer: SdpOffer,
+        offer: ClientOffer,
     ) -> Result<String, SfuError> {
         if self.participants.contains_key(&key) {
             return Err(SfuError::DuplicateParticipant(key));
@@ -180,6 +183,13 @@ impl MediaLoop {
         self.participants.insert(key, participant);
         self.dirty.push(key);
         info!(%session, participant = %key, "participant added");
+        Ok(answer.to_sdp_string())
+    }
+
+    fn renegotiate(&mut self, key: ParticipantKey, offer: ClientOffer) -> Result<String, SfuError> {
+        let answer = self.guarded(key, |p| p.renegotiate(offer)).ok_or(SfuError::UnknownParticipant(key))??;
+        // Driving it now sends any change of ours that the client's offer displaced.
+        self.dirty.push(key);
         Ok(answer.to_sdp_string())
     }
 
@@ -348,6 +358,21 @@ impl MediaLoop {
                     self.dirty.push(subscriber);
                 }
             }
+            Effect::TrackUnpublished { source } => {
+                let Some(session) = self.participants.get(&source.publisher).map(|p| p.session) else {
+                    return;
+                };
+                let others: Vec<ParticipantKey> = self
+                    .participants
+                    .values()
+                    .filter(|p| p.session == session && p.key != source.publisher)
+                    .map(|p| p.key)
+                    .collect();
+                for other in others {
+                    self.guarded(other, |p| p.sources_gone(|s| *s == source));
+                    self.dirty.push(other);
+                }
+            }
             Effect::Media { publisher, data } => {
                 if !self.participants.get(&publisher).is_some_and(|p| p.forwarding) {
                     return;
@@ -445,7 +470,7 @@ impl MediaLoop {
         let others: Vec<ParticipantKey> =
             self.participants.values().filter(|p| p.session == session).map(|p| p.key).collect();
         for other in others {
-            self.guarded(other, |p| p.publisher_gone(publisher));
+            self.guarded(other, |p| p.sources_gone(|s| s.publisher == publisher));
             self.dirty.push(other);
         }
     }

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
 use str0m::net::{TcpType, Transmit};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
@@ -15,6 +15,7 @@ use tracing::debug;
 use super::config::Advertised;
 use super::error::SfuError;
 use super::event::{DisconnectReason, FailureReason, SfuEvent};
+use super::handle::{ClientOffer, Fingerprints};
 use super::ids::{ParticipantKey, SessionKey};
 use super::keyframe::{KEYFRAME_REQUEST_INTERVAL, KeyframeThrottle};
 
@@ -30,6 +31,8 @@ pub(crate) struct SourceTrack {
 pub(crate) enum Effect {
     /// The participant started publishing a track; subscribers need an m-line for it.
     TrackPublished { source: SourceTrack, kind: MediaKind, label: String },
+    /// The participant stopped publishing a track; subscribers' m-lines for it are stopped.
+    TrackUnpublished { source: SourceTrack },
     /// A media frame (audio packet or complete video frame) to fan out. Boxed: `MediaData`
     /// is ten times the size of the other variants, and effects queue up by the hundred.
     Media { publisher: ParticipantKey, data: Box<MediaData> },
@@ -89,6 +92,9 @@ pub(crate) struct Participant {
     connected: bool,
     /// Our offer that awaits the client's answer. str0m negotiates one change set at a time.
     pending: Option<SdpPendingOffer>,
+    /// The client's DTLS certificate: a later offer renegotiates this connection only if it
+    /// comes from the same one.
+    fingerprints: Fingerprints,
     tracks_in: Vec<TrackIn>,
     tracks_out: Vec<TrackOut>,
     /// Opaque stream label for this participant's tracks in other participants' SDP; it is
@@ -117,7 +123,7 @@ impl Participant {
         label: String,
         config: RtcConfig,
         candidates: &Advertised,
-        offer: SdpOffer,
+        offer: ClientOffer,
         now: Instant,
     ) -> Result<(Participant, SdpAnswer), SfuError> {
         let mut rtc = config.build(now);
@@ -130,7 +136,7 @@ impl Participant {
                 return Err(SfuError::Engine("the gateway's own candidate was refused".into()));
             }
         }
-        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let answer = rtc.sdp_api().accept_offer(offer.sdp).map_err(|e| SfuError::BadSdp(e.to_string()))?;
         let participant = Participant {
             key,
             session,
@@ -138,6 +144,7 @@ impl Participant {
             forwarding: false,
             connected: false,
             pending: None,
+            fingerprints: offer.fingerprints,
             tracks_in: Vec::new(),
             tracks_out: Vec::new(),
             label,
@@ -202,15 +209,24 @@ impl Participant {
                 self.rtc.disconnect();
                 self.end(Ending::Disconnected(DisconnectReason::IceDisconnected));
             }
-            Event::MediaAdded(added) if added.direction.is_receiving() => {
-                let track = TrackIn {
-                    mid: added.mid,
-                    kind: added.kind,
-                    throttle: KeyframeThrottle::new(KEYFRAME_REQUEST_INTERVAL),
-                };
-                self.tracks_in.push(track);
-                let source = SourceTrack { publisher: self.key, mid: added.mid };
-                self.effects.push(Effect::TrackPublished { source, kind: added.kind, label: self.label.clone() });
+            Event::MediaAdded(added) if added.direction.is_receiving() => self.start_publishing(added.mid, added.kind),
+            Event::MediaChanged(changed) => {
+                // The client renegotiated a track's direction: a stopped screen share, or a
+                // camera turned back on.
+                let publishing = self.tracks_in.iter().position(|t| t.mid == changed.mid);
+                match (publishing, changed.direction.is_receiving()) {
+                    (Some(index), false) => {
+                        self.tracks_in.remove(index);
+                        let source = SourceTrack { publisher: self.key, mid: changed.mid };
+                        self.effects.push(Effect::TrackUnpublished { source });
+                    }
+                    (None, true) => {
+                        if let Some(kind) = self.rtc.media(changed.mid).map(|m| m.kind()) {
+                            self.start_publishing(changed.mid, kind);
+                        }
+                    }
+                    _ => {}
+                }
             }
             Event::MediaData(data) => {
                 if !data.contiguous {
@@ -237,6 +253,26 @@ impl Participant {
         }
     }
 
+    fn start_publishing(&mut self, mid: Mid, kind: MediaKind) {
+        let throttle = KeyframeThrottle::new(KEYFRAME_REQUEST_INTERVAL);
+        self.tracks_in.push(TrackIn { mid, kind, throttle });
+        let source = SourceTrack { publisher: self.key, mid };
+        self.effects.push(Effect::TrackPublished { source, kind, label: self.label.clone() });
+    }
+
+    /// Applies a further offer from the client to this peer connection and returns our answer.
+    pub(crate) fn renegotiate(&mut self, offer: ClientOffer) -> Result<SdpAnswer, SfuError> {
+        if offer.fingerprints != self.fingerprints {
+            return Err(SfuError::NewPeerConnection(self.key));
+        }
+        // The client's offer wins a glare: str0m drops our unanswered offer when it accepts
+        // the client's, so our changes go back in the queue and are offered again afterwards.
+        if self.pending.take().is_some() {
+            self.requeue_negotiating();
+        }
+        self.rtc.sdp_api().accept_offer(offer.sdp).map_err(|e| SfuError::BadSdp(e.to_string()))
+    }
+
     /// Queues an m-line for `source` unless this participant already receives it.
     ///
     /// Returns true when the m-line already exists and is open, so the caller should ask the
@@ -250,10 +286,11 @@ impl Participant {
         false
     }
 
-    /// The publisher of some received tracks has left: their m-lines are stopped.
-    pub(crate) fn publisher_gone(&mut self, publisher: ParticipantKey) {
-        self.tracks_out.retain(|t| !(t.source.publisher == publisher && t.state == TrackOutState::ToOpen));
-        for track in self.tracks_out.iter_mut().filter(|t| t.source.publisher == publisher) {
+    /// Some received tracks are no longer published (their publisher left or stopped them):
+    /// their m-lines are stopped.
+    pub(crate) fn sources_gone(&mut self, gone: impl Fn(&SourceTrack) -> bool) {
+        self.tracks_out.retain(|t| !(gone(&t.source) && t.state == TrackOutState::ToOpen));
+        for track in self.tracks_out.iter_mut().filter(|t| gone(&t.source)) {
             track.gone = true;
             if let TrackOutState::Open(mid) = track.state {
                 track.state = TrackOutState::ToStop(mid);
@@ -363,14 +400,7 @@ impl Participant {
             return Err(SfuError::NoPendingOffer(self.key));
         };
         if let Err(e) = self.rtc.sdp_api().accept_answer(pending, answer) {
-            // Roll the queued changes back so the next offer carries them again.
-            for track in &mut self.tracks_out {
-                track.state = match track.state {
-                    TrackOutState::Negotiating(_) => TrackOutState::ToOpen,
-                    TrackOutState::NegotiatingStop(mid) => TrackOutState::ToStop(mid),
-                    other => other,
-                };
-            }
+            self.requeue_negotiating();
             return Err(SfuError::BadSdp(e.to_string()));
         }
         let mut opened = Vec::new();
@@ -388,6 +418,18 @@ impl Participant {
             }
         }
         Ok(opened)
+    }
+
+    /// Puts the changes of an offer that will not be answered back in the queue, so the next
+    /// offer carries them again.
+    fn requeue_negotiating(&mut self) {
+        for track in &mut self.tracks_out {
+            track.state = match track.state {
+                TrackOutState::Negotiating(_) => TrackOutState::ToOpen,
+                TrackOutState::NegotiatingStop(mid) => TrackOutState::ToStop(mid),
+                other => other,
+            };
+        }
     }
 
     /// Closes the connection on the caller's request.

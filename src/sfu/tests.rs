@@ -179,3 +179,26 @@ async fn the_gateway_never_opens_a_tcp_connection() {
     let dialled = tokio::time::timeout(Duration::from_millis(1500), any_dialled).await;
     assert!(dialled.is_err(), "the gateway opened a TCP connection to a client-supplied address");
 }
+
+#[tokio::test]
+async fn a_further_offer_renegotiates_in_place_only_from_the_same_peer_connection() {
+    let sfu = start().await;
+    let key = ParticipantKey(1);
+    let mut client = Rtc::builder().build(Instant::now());
+    let mut change = client.sdp_api();
+    change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+    let (offer, pending) = change.apply().unwrap();
+    let answer = sfu.add_participant(SessionKey(1), key, offer.to_sdp_string()).await.unwrap();
+    client.sdp_api().accept_answer(pending, str0m::change::SdpAnswer::from_sdp_string(&answer).unwrap()).unwrap();
+
+    // The same client adds a camera: answered in place, with the new m-line accepted.
+    let mut change = client.sdp_api();
+    change.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
+    let (offer, _pending) = change.apply().unwrap();
+    let answer = sfu.renegotiate(key, offer.to_sdp_string()).await.unwrap();
+    assert_eq!(answer.lines().filter(|l| l.starts_with("m=")).count(), 2, "{answer}");
+
+    // A different peer connection (another DTLS certificate) cannot renegotiate this one.
+    assert!(matches!(sfu.renegotiate(key, client_offer()).await, Err(SfuError::NewPeerConnection(k)) if k == key));
+    assert!(matches!(sfu.renegotiate(ParticipantKey(9), client_offer()).await, Err(SfuError::UnknownParticipant(_))));
+}

@@ -22,6 +22,27 @@ pc.getStats().then((stats) => {
 });
 "#;
 
+/// How many inbound video streams have decoded frames (camera, and screen when shared).
+const DECODING_VIDEO_STREAMS: &str = r#"
+const done = arguments[arguments.length - 1];
+window.gatehouseCall.pc.getStats().then((stats) => {
+  let streams = 0;
+  stats.forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'video' && r.framesDecoded > 0) streams += 1; });
+  done(streams);
+});
+"#;
+
+/// Shares a painted canvas as the screen, the way the Share screen button shares a display.
+const SHARE_CANVAS: &str = r#"
+const canvas = document.createElement('canvas');
+canvas.width = 640; canvas.height = 360;
+const ctx = canvas.getContext('2d');
+let n = 0;
+window.canvasPainter = setInterval(() => { ctx.fillStyle = (n++ % 2) ? '#1d4f91' : '#f2f2f2'; ctx.fillRect(0, 0, 640, 360); }, 50);
+window.gatehouseCall.setScreen(canvas.captureStream(10));
+return true;
+"#;
+
 fn media(browser: &crate::webdriver::Browser<'_>) -> (u64, u64) {
     let stats = browser.run_async(STATS);
     (stats["frames"].as_u64().unwrap_or(0), stats["audio"].as_u64().unwrap_or(0))
@@ -79,4 +100,22 @@ fn kiosk_and_consultant_see_and_hear_each_other_in_chromium() {
     consultant.screenshot("consultant-in-call");
     assert!(k.0 > 0 && k.1 > 0, "the kiosk decoded {} frames and got {} audio packets", k.0, k.1);
     assert!(c.0 > 0 && c.1 > 0, "the consultant decoded {} frames and got {} audio packets", c.0, c.1);
+
+    // The consultant shares a screen mid-call: the same peer connections are renegotiated and
+    // the kiosk decodes a second video stream beside the camera.
+    for browser in [&kiosk, &consultant] {
+        browser.run("window.connectionBeforeSharing = window.gatehouseCall.pc; return true;");
+    }
+    consultant.run(SHARE_CANVAS);
+    let streams = |b: &crate::webdriver::Browser<'_>| b.run_async(DECODING_VIDEO_STREAMS).as_u64().unwrap_or(0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while streams(&kiosk) < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    kiosk.screenshot("room-sees-shared-screen");
+    assert_eq!(streams(&kiosk), 2, "the kiosk does not decode the shared screen beside the camera");
+    for browser in [&kiosk, &consultant] {
+        let same = browser.run("return window.gatehouseCall.pc === window.connectionBeforeSharing;");
+        assert_eq!(same, serde_json::json!(true), "sharing replaced a peer connection instead of renegotiating it");
+    }
 }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::RTCOfferOptions;
 use rtc::rtp::{Header, Packet};
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind};
 use serde_json::{Value, json};
@@ -25,6 +26,7 @@ use webrtc::peer_connection::{
     RTCIceCandidateInit, RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, Registry,
     SettingEngineBuilder, register_default_interceptors,
 };
+use webrtc::rtp_transceiver::RtpSender;
 
 use crate::support::{Gateway, client_config};
 
@@ -166,11 +168,13 @@ pub struct Peer {
     video: Arc<TrackLocalStaticRTP>,
     audio_ssrc: u32,
     video_ssrc: u32,
-    /// A second video track, as a screen share is, when the peer shares its screen.
-    screen: Option<Arc<TrackLocalStaticRTP>>,
+    /// A second video track, as a screen share is, while the peer shares its screen.
+    screen: Mutex<Option<(Arc<TrackLocalStaticRTP>, Arc<dyn RtpSender>)>>,
     connected: watch::Receiver<bool>,
     received: Arc<Mutex<Vec<Received>>>,
     undecodable: Arc<Mutex<usize>>,
+    /// How many offers this peer has sent the gateway.
+    offers_sent: Mutex<usize>,
     /// Every text message the gateway sent, as received.
     pub from_gateway: Arc<Mutex<Vec<String>>>,
     /// Messages other than SDP, for the test to wait on.
@@ -269,21 +273,7 @@ impl Peer {
         let video = local_track(id, "camera", RtpCodecKind::Video, video_ssrc, "video/VP8", 90_000, 0);
         pc.add_track(audio.clone() as Arc<dyn TrackLocal>).await.unwrap();
         pc.add_track(video.clone() as Arc<dyn TrackLocal>).await.unwrap();
-        let screen = if share_screen {
-            let track = local_track(
-                id,
-                "screen",
-                RtpCodecKind::Video,
-                SCREEN_SSRC_BASE + u32::from(id),
-                "video/VP8",
-                90_000,
-                0,
-            );
-            pc.add_track(track.clone() as Arc<dyn TrackLocal>).await.unwrap();
-            Some(track)
-        } else {
-            None
-        };
+        let screen = if share_screen { Some(add_screen(&pc, id).await) } else { None };
         let offer = pc.create_offer(None).await.unwrap();
         pc.set_local_description(offer).await.unwrap();
         tokio::time::timeout(Duration::from_secs(5), gathered_rx.recv()).await.unwrap();
@@ -356,7 +346,8 @@ impl Peer {
             video,
             audio_ssrc,
             video_ssrc,
-            screen,
+            screen: Mutex::new(screen),
+            offers_sent: Mutex::new(1),
             connected,
             received,
             undecodable,
@@ -419,7 +410,8 @@ impl Peer {
                     .unwrap();
                 video_seq += 1;
             }
-            if let Some(screen) = &self.screen
+            let screen = self.screen.lock().unwrap().as_ref().map(|(track, _)| track.clone());
+            if let Some(screen) = screen
                 && n % 10 == 0
             {
                 let mut frame = vec![0x10];
@@ -431,6 +423,62 @@ impl Peer {
             }
         }
         (audio_seq - first_seq, video_seq - first_seq)
+    }
+
+    /// Starts sharing a screen on the existing peer connection, by renegotiating it.
+    pub async fn start_screen_share(&self) {
+        let screen = add_screen(&self.pc, self.id).await;
+        *self.screen.lock().unwrap() = Some(screen);
+        self.reoffer(false).await;
+    }
+
+    /// Stops sharing the screen, by renegotiating the existing peer connection.
+    pub async fn stop_screen_share(&self) {
+        let screen = self.screen.lock().unwrap().take();
+        if let Some((_, sender)) = screen {
+            self.pc.remove_track(&sender).await.unwrap();
+        }
+        self.reoffer(false).await;
+    }
+
+    /// Restarts ICE on the existing peer connection (new credentials, same DTLS session).
+    pub async fn restart_ice(&self) {
+        self.reoffer(true).await;
+    }
+
+    /// Sends a further offer on the same peer connection; the reader applies the answer.
+    async fn reoffer(&self, ice_restart: bool) {
+        let offer = self.pc.create_offer(Some(RTCOfferOptions { ice_restart })).await.unwrap();
+        self.pc.set_local_description(offer).await.unwrap();
+        let sdp = self.pc.local_description().await.unwrap().sdp;
+        *self.offers_sent.lock().unwrap() += 1;
+        self.send(json!({ "type": "offer", "sdp": sdp }));
+    }
+
+    /// The SDP of every message of `kind` (`offer` or `answer`) the gateway sent, in order.
+    fn sdp_of(&self, kind: &str) -> Vec<String> {
+        let log = self.from_gateway.lock().unwrap();
+        let messages = log.iter().filter_map(|text| serde_json::from_str::<Value>(text).ok());
+        messages.filter(|m| m["type"] == kind).filter_map(|m| m["sdp"].as_str().map(str::to_owned)).collect()
+    }
+
+    /// The renegotiation offers the gateway sent this peer.
+    pub fn sdp_offers(&self) -> Vec<String> {
+        self.sdp_of("offer")
+    }
+
+    /// The gateway's answers to this peer's offers.
+    pub fn sdp_answers(&self) -> Vec<String> {
+        self.sdp_of("answer")
+    }
+
+    /// Waits until the gateway has answered every offer this peer sent.
+    pub async fn expect_sdp_answer(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.sdp_answers().len() < *self.offers_sent.lock().unwrap() {
+            assert!(Instant::now() < deadline, "peer {}: the gateway did not answer its offer", self.id);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -446,6 +494,14 @@ impl Peer {
         let _ = self.pc.close().await;
         let _ = self.outgoing.send(Message::Close(None));
     }
+}
+
+/// Adds a screen-share video track (its own SSRC) to `pc`.
+async fn add_screen(pc: &Arc<dyn PeerConnection>, id: u8) -> (Arc<TrackLocalStaticRTP>, Arc<dyn RtpSender>) {
+    let ssrc = SCREEN_SSRC_BASE + u32::from(id);
+    let track = local_track(id, "screen", RtpCodecKind::Video, ssrc, "video/VP8", 90_000, 0);
+    let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await.unwrap();
+    (track, sender)
 }
 
 fn local_track(

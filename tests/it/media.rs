@@ -256,3 +256,72 @@ fn without_udp_the_consultation_runs_over_ice_tcp() {
         assert!(!clinician.from_gateway.lock().unwrap().join("\n").contains(ROOM_IP));
     });
 }
+
+/// How many peer connections the media core has set up so far, from its log.
+fn peer_connections_added(desk: &Desk) -> usize {
+    desk.gw.log.lock().unwrap().iter().filter(|l| l.contains("participant added")).count()
+}
+
+/// Screen frames from `sharer` that `peer` received.
+fn screen_frames(peer: &Peer, sharer: &Peer) -> Vec<crate::client::Received> {
+    let screen_sender = sharer.id + crate::client::SCREEN_SENDER_OFFSET;
+    peer.received().into_iter().filter(|r| r.kind == Kind::Video && r.sender == screen_sender).collect()
+}
+
+#[test]
+fn a_screen_share_started_and_stopped_mid_call_renegotiates_the_same_connection() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let (token, _) = desk.link(&appointment);
+    runtime().block_on(async {
+        let (room, clinician) = admitted_pair(&desk, &token, false, false).await;
+        assert_eq!(peer_connections_added(&desk), 2);
+
+        clinician.start_screen_share().await;
+        clinician.expect_sdp_answer().await;
+        let sent = clinician.publish(Instant::now(), 1, Duration::from_secs(3)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The camera and microphone carried on through the renegotiation, and the screen arrived.
+        assert_received(&room, &clinician, sent);
+        let screen = screen_frames(&room, &clinician);
+        assert!(screen.len() >= 12, "the room got {} screen frames", screen.len());
+        assert!(screen.iter().all(|r| r.intact) && screen.windows(2).all(|w| w[0].seq < w[1].seq));
+        // Renegotiated in place: no new peer connection, and none of the room's m-lines stopped.
+        assert_eq!(peer_connections_added(&desk), 2, "the re-offer replaced the peer connection");
+        assert!(!room.sdp_offers().iter().any(|sdp| sdp.contains("m=video 0 ") || sdp.contains("m=audio 0 ")));
+
+        clinician.stop_screen_share().await;
+        clinician.expect_sdp_answer().await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        // The room is told the screen track stopped: its m-line is closed (port 0).
+        assert!(room.sdp_offers().iter().any(|sdp| sdp.contains("m=video 0 ")), "the screen m-line was not stopped");
+        let before = room.received().len();
+        let sent = clinician.publish(Instant::now(), 1000, Duration::from_secs(2)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after: Vec<_> = room.received().into_iter().skip(before).collect();
+        let camera = after.iter().filter(|r| r.kind == Kind::Video && r.sender == clinician.id).count() as u32;
+        assert!(camera * 10 >= sent.1 * 8, "the camera stopped with the screen share: {camera} of {}", sent.1);
+        assert_eq!(peer_connections_added(&desk), 2);
+    });
+}
+
+#[test]
+fn an_ice_restart_keeps_the_call_on_the_same_connection() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let (token, _) = desk.link(&appointment);
+    runtime().block_on(async {
+        let (room, clinician) = admitted_pair(&desk, &token, false, false).await;
+        let first = clinician.sdp_answers();
+        clinician.restart_ice().await;
+        clinician.expect_sdp_answer().await;
+        let answers = clinician.sdp_answers();
+        let ufrag = |sdp: &str| sdp.lines().find(|l| l.starts_with("a=ice-ufrag:")).map(str::to_owned);
+        assert_ne!(ufrag(&first[0]), ufrag(answers.last().unwrap()), "the gateway kept its ICE credentials");
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let (to_clinician, to_room) = exchange(&room, &clinician).await;
+        assert_received(&room, &clinician, to_room);
+        assert_received(&clinician, &room, to_clinician);
+        assert_eq!(peer_connections_added(&desk), 2, "the ICE restart replaced the peer connection");
+    });
+}

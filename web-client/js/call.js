@@ -10,6 +10,8 @@ export class Call extends EventTarget {
     this.screen = null;
     this.ended = false;
     this.pingTimer = null;
+    this.makingOffer = false;
+    this.screenTransceivers = [];
   }
 
   emit(type, detail) {
@@ -44,12 +46,15 @@ export class Call extends EventTarget {
     switch (message.type) {
       case 'joined':
         this.emit('joined', message);
-        await this.offer();
+        await this.connect();
         break;
       case 'answer':
         await this.pc.setRemoteDescription({ type: 'answer', sdp: message.sdp });
         break;
       case 'offer': {
+        // Our own offer wins a collision: the gateway drops its offer when ours arrives and
+        // offers its changes again after answering, so an offer met mid-negotiation is stale.
+        if (!this.pc || this.makingOffer || this.pc.signalingState !== 'stable') break;
         await this.pc.setRemoteDescription({ type: 'offer', sdp: message.sdp });
         const answer = await this.pc.createAnswer();
         await this.pc.setLocalDescription(answer);
@@ -68,43 +73,69 @@ export class Call extends EventTarget {
     }
   }
 
-  async offer() {
+  /** Opens a new peer connection to the gateway and offers our tracks. */
+  async connect() {
     this.closePeer();
     // No ICE servers: the gateway is the only peer, and its candidates come in its answer.
-    this.pc = new RTCPeerConnection({ iceServers: [] });
-    this.pc.addEventListener('track', (event) => this.emit('track', event));
-    this.pc.addEventListener('connectionstatechange', () => this.emit('connection', this.pc.connectionState));
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    this.pc = pc;
+    pc.addEventListener('track', (event) => this.emit('track', event));
+    pc.addEventListener('connectionstatechange', () => {
+      this.emit('connection', pc.connectionState);
+      // A changed network (Wi-Fi to wired, a new address) recovers with an ICE restart on
+      // the same connection; media resumes without joining again.
+      if (pc === this.pc && pc.connectionState === 'failed') this.negotiate({ iceRestart: true });
+    });
     for (const track of this.stream.getTracks()) {
-      this.pc.addTransceiver(track, { direction: 'sendrecv', streams: [this.stream] });
+      pc.addTransceiver(track, { direction: 'sendrecv', streams: [this.stream] });
     }
-    if (this.screen) {
-      for (const track of this.screen.getVideoTracks()) {
-        this.pc.addTransceiver(track, { direction: 'sendonly', streams: [this.screen] });
-      }
+    if (this.screen) this.addScreenTracks();
+    await this.negotiate();
+  }
+
+  /** Offers the peer connection's current tracks to the gateway, which answers in place. */
+  async negotiate(options = {}) {
+    if (!this.pc) return;
+    this.makingOffer = true;
+    try {
+      const offer = await this.pc.createOffer(options);
+      await this.pc.setLocalDescription(offer);
+      await this.gathered();
+      this.send({ type: 'offer', sdp: this.pc.localDescription.sdp });
+    } finally {
+      this.makingOffer = false;
     }
-    const offer = await this.pc.createOffer();
-    await this.pc.setLocalDescription(offer);
-    await this.gathered();
-    this.send({ type: 'offer', sdp: this.pc.localDescription.sdp });
   }
 
   /** Waits (briefly) for local candidates, so they travel inside the offer. */
   gathered() {
     if (this.pc.iceGatheringState === 'complete') return Promise.resolve();
     return new Promise((resolve) => {
-      const done = () => { if (this.pc.iceGatheringState === 'complete') resolve(); };
+      const done = () => { if (this.pc && this.pc.iceGatheringState === 'complete') resolve(); };
       this.pc.addEventListener('icegatheringstatechange', done);
       setTimeout(resolve, 1500);
     });
   }
 
-  /** Starts (or stops) sharing `screen`, a display-capture stream, as a second video track. */
+  addScreenTracks() {
+    this.screenTransceivers = this.screen.getVideoTracks().map((track) =>
+      this.pc.addTransceiver(track, { direction: 'sendonly', streams: [this.screen] }));
+  }
+
+  /**
+   * Starts sharing `screen` (a display-capture stream) as a second video track, or stops
+   * sharing when it is null. The existing connection is renegotiated; the camera carries on.
+   */
   async setScreen(screen) {
     if (this.screen) {
       for (const track of this.screen.getTracks()) track.stop();
+      for (const transceiver of this.screenTransceivers || []) transceiver.stop();
+      this.screenTransceivers = [];
     }
     this.screen = screen;
-    await this.offer();
+    if (!this.pc) return;
+    if (screen) this.addScreenTracks();
+    await this.negotiate();
   }
 
   setMuted(kind, muted) {
