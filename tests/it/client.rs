@@ -160,6 +160,9 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
+/// A shared screen's track and the sender that carries it, so sharing can stop.
+type ScreenShare = (Arc<TrackLocalStaticRTP>, Arc<dyn RtpSender>);
+
 pub struct Peer {
     /// The sender byte embedded in every payload this peer publishes.
     pub id: u8,
@@ -169,7 +172,7 @@ pub struct Peer {
     audio_ssrc: u32,
     video_ssrc: u32,
     /// A second video track, as a screen share is, while the peer shares its screen.
-    screen: Mutex<Option<(Arc<TrackLocalStaticRTP>, Arc<dyn RtpSender>)>>,
+    screen: Mutex<Option<ScreenShare>>,
     connected: watch::Receiver<bool>,
     received: Arc<Mutex<Vec<Received>>>,
     undecodable: Arc<Mutex<usize>>,
@@ -497,7 +500,7 @@ impl Peer {
 }
 
 /// Adds a screen-share video track (its own SSRC) to `pc`.
-async fn add_screen(pc: &Arc<dyn PeerConnection>, id: u8) -> (Arc<TrackLocalStaticRTP>, Arc<dyn RtpSender>) {
+async fn add_screen(pc: &Arc<dyn PeerConnection>, id: u8) -> ScreenShare {
     let ssrc = SCREEN_SSRC_BASE + u32::from(id);
     let track = local_track(id, "screen", RtpCodecKind::Video, ssrc, "video/VP8", 90_000, 0);
     let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await.unwrap();
