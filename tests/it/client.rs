@@ -33,6 +33,10 @@ use crate::support::{Gateway, client_config};
 /// Payload types of `MediaEngine::register_default_codecs`, which str0m's answer keeps.
 const OPUS_PT: u8 = 111;
 const VP8_PT: u8 = 96;
+/// H.264 constrained baseline, packetization mode 1.
+const H264_PT: u8 = 102;
+/// NAL unit header of an IDR slice: nal_ref_idc 3, type 5.
+const H264_IDR_HEADER: u8 = 0x65;
 const MAGIC: &[u8; 4] = b"GHTS";
 /// Screen-share payloads carry the sharer's id plus this, to tell them from its camera's.
 pub const SCREEN_SENDER_OFFSET: u8 = 100;
@@ -56,6 +60,8 @@ pub struct Received {
     pub seq: u32,
     /// The body arrived byte-for-byte as the sender built it.
     pub intact: bool,
+    /// It came as an H.264 NAL unit (otherwise VP8, for video).
+    pub h264: bool,
 }
 
 /// The test body: a header naming sender, kind, sequence and send time, then filler that is
@@ -83,7 +89,7 @@ fn decode_body(kind: Kind, b: &[u8]) -> Option<Received> {
     let seq = u32::from_be_bytes(b[6..10].try_into().ok()?);
     let sent_us = u64::from_be_bytes(b[10..18].try_into().ok()?);
     let intact = body(sender, kind, seq, sent_us, b.len()) == b;
-    Some(Received { kind, sender, seq, intact })
+    Some(Received { kind, sender, seq, intact, h264: false })
 }
 
 /// Skips the VP8 payload descriptor (RFC 7741 §4.2), which the gateway may rewrite.
@@ -109,6 +115,9 @@ fn vp8_frame(payload: &[u8]) -> Option<&[u8]> {
 fn decode(kind: Kind, payload: &[u8]) -> Option<Received> {
     match kind {
         Kind::Audio => decode_body(kind, payload),
+        Kind::Video if payload.first() == Some(&H264_IDR_HEADER) => {
+            decode_body(kind, &unescape_nal(&payload[1..])).map(|r| Received { h264: true, ..r })
+        }
         Kind::Video => {
             let frame = vp8_frame(payload)?;
             if frame.len() < VP8_KEYFRAME_HEADER.len() || frame[..10] != VP8_KEYFRAME_HEADER {
@@ -117,6 +126,37 @@ fn decode(kind: Kind, payload: &[u8]) -> Option<Received> {
             decode_body(kind, &frame[10..])
         }
     }
+}
+
+/// An H.264 IDR slice NAL unit carrying `body`, with emulation-prevention bytes inserted as an
+/// encoder does (H.264 §7.4.1), so no start code appears inside it.
+fn h264_idr_nal(body: &[u8]) -> Vec<u8> {
+    let mut nal = vec![H264_IDR_HEADER];
+    let mut zeros = 0;
+    for &byte in body {
+        if zeros >= 2 && byte <= 3 {
+            nal.push(3);
+            zeros = 0;
+        }
+        nal.push(byte);
+        zeros = if byte == 0 { zeros + 1 } else { 0 };
+    }
+    nal
+}
+
+/// Removes the emulation-prevention bytes that [`h264_idr_nal`] inserted.
+fn unescape_nal(escaped: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(escaped.len());
+    let mut zeros = 0;
+    for &byte in escaped {
+        if zeros >= 2 && byte == 3 {
+            zeros = 0;
+            continue;
+        }
+        body.push(byte);
+        zeros = if byte == 0 { zeros + 1 } else { 0 };
+    }
+    body
 }
 
 struct Handler {
@@ -163,9 +203,38 @@ impl PeerConnectionEventHandler for Handler {
 /// A shared screen's track and the sender that carries it, so sharing can stop.
 type ScreenShare = (Arc<TrackLocalStaticRTP>, Arc<dyn RtpSender>);
 
+/// How a test peer joins, beyond its address and credential.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JoinOptions {
+    /// Publish a screen-share track beside the camera from the start.
+    pub share_screen: bool,
+    /// No UDP at all (ICE-TCP only), as behind a firewall that blocks UDP.
+    pub tcp_only: bool,
+    /// The camera's codec.
+    pub camera: VideoCodec,
+}
+
+/// The codec a test peer's camera sends in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum VideoCodec {
+    #[default]
+    Vp8,
+    H264,
+}
+
+impl VideoCodec {
+    fn mime(self) -> &'static str {
+        match self {
+            VideoCodec::Vp8 => "video/VP8",
+            VideoCodec::H264 => "video/H264",
+        }
+    }
+}
+
 pub struct Peer {
     /// The sender byte embedded in every payload this peer publishes.
     pub id: u8,
+    camera: VideoCodec,
     pc: Arc<dyn PeerConnection>,
     audio: Arc<TrackLocalStaticRTP>,
     video: Arc<TrackLocalStaticRTP>,
@@ -191,19 +260,12 @@ impl Peer {
     /// Joins through the gateway's WebSocket with `credential` (the `join` message's fields),
     /// from a peer connection bound to `ip` (explicitly, so address-leak checks can fail).
     pub async fn join(gw: &Gateway, ip: IpAddr, credential: Value, id: u8) -> Arc<Peer> {
-        Self::join_with(gw, ip, credential, id, false, false).await
+        Self::join_with(gw, ip, credential, id, JoinOptions::default()).await
     }
 
-    /// [`Peer::join`], optionally publishing a screen-share track beside the camera, and
-    /// optionally with no UDP at all (ICE-TCP only, as behind a firewall that blocks UDP).
-    pub async fn join_with(
-        gw: &Gateway,
-        ip: IpAddr,
-        credential: Value,
-        id: u8,
-        share_screen: bool,
-        tcp_only: bool,
-    ) -> Arc<Peer> {
+    /// [`Peer::join`] with [`JoinOptions`].
+    pub async fn join_with(gw: &Gateway, ip: IpAddr, credential: Value, id: u8, options: JoinOptions) -> Arc<Peer> {
+        let JoinOptions { share_screen, tcp_only, camera } = options;
         let url = format!("wss://localhost:{}/ws", gw.public.port());
         let request = url.into_client_request().unwrap();
         let connector = tokio_tungstenite::Connector::Rustls(client_config(&gw.ca_path(), &rustls::version::TLS13));
@@ -273,7 +335,7 @@ impl Peer {
         let audio_ssrc = 0x1000_0000 + u32::from(id);
         let video_ssrc = 0x2000_0000 + u32::from(id);
         let audio = local_track(id, "audio", RtpCodecKind::Audio, audio_ssrc, "audio/opus", 48_000, 2);
-        let video = local_track(id, "camera", RtpCodecKind::Video, video_ssrc, "video/VP8", 90_000, 0);
+        let video = local_track(id, "camera", RtpCodecKind::Video, video_ssrc, camera.mime(), 90_000, 0);
         pc.add_track(audio.clone() as Arc<dyn TrackLocal>).await.unwrap();
         pc.add_track(video.clone() as Arc<dyn TrackLocal>).await.unwrap();
         let screen = if share_screen { Some(add_screen(&pc, id).await) } else { None };
@@ -344,6 +406,7 @@ impl Peer {
         });
         Arc::new(Peer {
             id,
+            camera,
             pc,
             audio,
             video,
@@ -404,11 +467,19 @@ impl Peer {
                 .unwrap();
             audio_seq += 1;
             if n % 2 == 0 {
-                let mut frame = vec![0x10]; // VP8 descriptor: start of partition 0
-                frame.extend_from_slice(&VP8_KEYFRAME_HEADER);
-                frame.extend(body(self.id, Kind::Video, video_seq, sent_us, 600));
+                let frame_body = body(self.id, Kind::Video, video_seq, sent_us, 600);
+                let (pt, frame) = match self.camera {
+                    VideoCodec::Vp8 => {
+                        let mut frame = vec![0x10]; // VP8 descriptor: start of partition 0
+                        frame.extend_from_slice(&VP8_KEYFRAME_HEADER);
+                        frame.extend(frame_body);
+                        (VP8_PT, frame)
+                    }
+                    // One IDR slice as a single NAL unit packet (RFC 6184 §5.6).
+                    VideoCodec::H264 => (H264_PT, h264_idr_nal(&frame_body)),
+                };
                 self.video
-                    .write_rtp(packet(VP8_PT, self.video_ssrc, video_seq, video_seq * 3600, true, frame))
+                    .write_rtp(packet(pt, self.video_ssrc, video_seq, video_seq * 3600, true, frame))
                     .await
                     .unwrap();
                 video_seq += 1;
@@ -486,6 +557,11 @@ impl Peer {
 
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
+    }
+
+    /// How many received video payloads were H.264.
+    pub fn h264_frames(&self) -> usize {
+        self.received.lock().unwrap().iter().filter(|r| r.h264).count()
     }
 
     pub fn undecodable(&self) -> usize {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::client::{Kind, Peer};
+use crate::client::{JoinOptions, Kind, Peer, VideoCodec};
 use crate::schedule::Desk;
 
 const ROOM_IP: &str = "127.0.0.2";
@@ -32,14 +32,14 @@ fn assert_received(peer: &Peer, from: &Peer, sent: (u32, u32)) {
     assert_eq!(peer.undecodable(), 0, "peer {} received payloads that are not what anyone sent", peer.id);
 }
 
-/// The room joins and waits; the clinician (sharing a screen, or over TCP only, as asked)
-/// joins and admits it; both peer connections are up and renegotiation has settled.
-async fn admitted_pair(desk: &Desk, token: &str, share_screen: bool, tcp_only: bool) -> (Arc<Peer>, Arc<Peer>) {
+/// The room joins and waits; the clinician joins and admits it (both with `options`, but only
+/// the clinician shares a screen); both peer connections are up and renegotiation has settled.
+async fn admitted_pair(desk: &Desk, token: &str, options: JoinOptions) -> (Arc<Peer>, Arc<Peer>) {
     let gw = &desk.gw;
-    let room = Peer::join_with(gw, ROOM_IP.parse().unwrap(), json!({ "device": desk.kiosk }), 1, false, tcp_only).await;
+    let room_options = JoinOptions { share_screen: false, ..options };
+    let room = Peer::join_with(gw, ROOM_IP.parse().unwrap(), json!({ "device": desk.kiosk }), 1, room_options).await;
     room.expect("waiting").await;
-    let clinician =
-        Peer::join_with(gw, CLINICIAN_IP.parse().unwrap(), json!({ "link": token }), 2, share_screen, tcp_only).await;
+    let clinician = Peer::join_with(gw, CLINICIAN_IP.parse().unwrap(), json!({ "link": token }), 2, options).await;
     let room_id = room.joined["participant_id"].as_str().unwrap().to_owned();
     clinician.send(json!({ "type": "admit", "participant_id": room_id }));
     room.expect("admitted").await;
@@ -225,7 +225,8 @@ fn a_shared_screen_reaches_the_room_as_its_own_video_track() {
     let appointment = desk.booked(-5, 25);
     let (token, _) = desk.link(&appointment);
     runtime().block_on(async {
-        let (room, clinician) = admitted_pair(&desk, &token, true, false).await;
+        let (room, clinician) =
+            admitted_pair(&desk, &token, JoinOptions { share_screen: true, ..Default::default() }).await;
         let sent = clinician.publish(Instant::now(), 1, Duration::from_secs(3)).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_received(&room, &clinician, sent);
@@ -246,7 +247,8 @@ fn without_udp_the_consultation_runs_over_ice_tcp() {
     let appointment = desk.booked(-5, 25);
     let (token, _) = desk.link(&appointment);
     runtime().block_on(async {
-        let (room, clinician) = admitted_pair(&desk, &token, false, true).await;
+        let (room, clinician) =
+            admitted_pair(&desk, &token, JoinOptions { tcp_only: true, ..Default::default() }).await;
         let (room_sent, clinician_sent) = exchange(&room, &clinician).await;
         assert_received(&room, &clinician, clinician_sent);
         assert_received(&clinician, &room, room_sent);
@@ -274,7 +276,7 @@ fn a_screen_share_started_and_stopped_mid_call_renegotiates_the_same_connection(
     let appointment = desk.booked(-5, 25);
     let (token, _) = desk.link(&appointment);
     runtime().block_on(async {
-        let (room, clinician) = admitted_pair(&desk, &token, false, false).await;
+        let (room, clinician) = admitted_pair(&desk, &token, JoinOptions::default()).await;
         assert_eq!(peer_connections_added(&desk), 2);
 
         clinician.start_screen_share().await;
@@ -311,7 +313,7 @@ fn an_ice_restart_keeps_the_call_on_the_same_connection() {
     let appointment = desk.booked(-5, 25);
     let (token, _) = desk.link(&appointment);
     runtime().block_on(async {
-        let (room, clinician) = admitted_pair(&desk, &token, false, false).await;
+        let (room, clinician) = admitted_pair(&desk, &token, JoinOptions::default()).await;
         let first = clinician.sdp_answers();
         clinician.restart_ice().await;
         clinician.expect_sdp_answer().await;
@@ -323,5 +325,21 @@ fn an_ice_restart_keeps_the_call_on_the_same_connection() {
         assert_received(&room, &clinician, to_room);
         assert_received(&clinician, &room, to_clinician);
         assert_eq!(peer_connections_added(&desk), 2, "the ICE restart replaced the peer connection");
+    });
+}
+
+#[test]
+fn a_consultation_in_h264_reaches_both_sides_intact() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let (token, _) = desk.link(&appointment);
+    runtime().block_on(async {
+        let options = JoinOptions { camera: VideoCodec::H264, ..Default::default() };
+        let (room, clinician) = admitted_pair(&desk, &token, options).await;
+        let (to_clinician, to_room) = exchange(&room, &clinician).await;
+        assert_received(&room, &clinician, to_room);
+        assert_received(&clinician, &room, to_clinician);
+        // What arrived was H.264 (an IDR NAL unit each), not VP8.
+        assert!(room.h264_frames() > 0 && clinician.h264_frames() > 0);
     });
 }
