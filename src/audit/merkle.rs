@@ -730,17 +730,4 @@ mod tests {
             prop_assert!(verify_consistency(m, n as u64, &old_root, &wrong_new, &proof).is_err());
         }
     }
-
-    // Run with: cargo test --release -- --ignored million
-    #[test]
-    #[ignore]
-    fn million_leaf_root_is_fast() {
-        let leaves = make_leaves(1_000_000);
-        let start = std::time::Instant::now();
-        let r = root_from_leaves(&leaves);
-        let elapsed = start.elapsed();
-        eprintln!("root of 1,000,000 leaves in {elapsed:?}");
-        assert_ne!(r, empty_root());
-        assert!(elapsed < std::time::Duration::from_secs(1), "{elapsed:?}");
-    }
 }
