@@ -177,7 +177,7 @@ impl Fingerprints {
 }
 
 /// Parses a client's offer and refuses ones the gateway cannot use.
-fn parse_offer(sdp: &str) -> Result<ClientOffer, SfuError> {
+pub(crate) fn parse_offer(sdp: &str) -> Result<ClientOffer, SfuError> {
     // Data-channel-only offers parse, but a video gateway has nothing to do with them.
     let has_media = sdp.lines().any(|l| l.starts_with("m=audio ") || l.starts_with("m=video "));
     if !has_media {

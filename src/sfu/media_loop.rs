@@ -56,7 +56,10 @@ pub(crate) struct MediaLoop {
     /// Effects waiting to be routed, in the order they happened.
     effects: VecDeque<Effect>,
     /// Datagrams waiting for the socket or an ICE-TCP connection.
-    outbox: Vec<Transmit>,
+    pub(crate) outbox: Vec<Transmit>,
+    /// The present as far as the loop is concerned: read from the clock once per turn by `run`,
+    /// and set directly by tests that drive the loop in virtual time.
+    pub(crate) now: Instant,
     /// Every `events()` receiver still open.
     subscribers: Vec<mpsc::UnboundedSender<SfuEvent>>,
     #[cfg(test)]
@@ -75,6 +78,7 @@ impl MediaLoop {
             effects: VecDeque::new(),
             outbox: Vec::new(),
             subscribers: Vec::new(),
+            now: Instant::now(),
             #[cfg(test)]
             panic_next: None,
         }
@@ -90,31 +94,41 @@ impl MediaLoop {
     ) {
         let mut buf = vec![0u8; RECV_BUFFER_BYTES];
         loop {
-            let now = Instant::now();
-            let wake = self.participants.values().map(|p| p.deadline).min().unwrap_or(now + MAX_IDLE);
-            let wake = wake.min(now + MAX_IDLE);
-            tokio::select! {
+            let wake = self.next_wake();
+            let woken = tokio::select! {
                 command = commands.recv() => match command {
-                    Some(command) => self.handle_command(command),
+                    Some(command) => Woken::Command(command),
                     None => break,
                 },
                 received = socket.recv_from(&mut buf) => match received {
-                    Ok((len, source)) => {
-                        self.handle_datagram(Protocol::Udp, &buf[..len], source);
-                    }
+                    Ok((len, source)) => Woken::Datagram(len, source),
                     // UDP receive errors concern one datagram (or a stale ICMP report); the
                     // socket itself stays usable.
-                    Err(e) => debug!(error = %e, "media socket receive failed"),
+                    Err(e) => {
+                        debug!(error = %e, "media socket receive failed");
+                        Woken::Timeout
+                    }
                 },
                 event = next_tcp_event(&mut tcp) => match event {
-                    Some(event) => self.handle_tcp_event(event),
+                    Some(event) => Woken::Tcp(event),
                     // Only if the TCP side ended on its own; UDP carries on.
-                    None => tcp = None,
+                    None => {
+                        tcp = None;
+                        Woken::Timeout
+                    }
                 },
-                () = tokio::time::sleep_until(wake.into()) => {}
+                () = tokio::time::sleep_until(wake.into()) => Woken::Timeout,
+            };
+            self.now = Instant::now();
+            match woken {
+                Woken::Command(command) => self.handle_command(command),
+                Woken::Datagram(len, source) => {
+                    self.handle_datagram(Protocol::Udp, &buf[..len], source);
+                }
+                Woken::Tcp(event) => self.handle_tcp_event(event),
+                Woken::Timeout => {}
             }
-            self.mark_due(Instant::now());
-            self.settle();
+            self.turn();
             flush(&socket, &self.tcp_conns, &mut self.outbox).await;
         }
         for participant in self.participants.values_mut() {
@@ -123,7 +137,20 @@ impl MediaLoop {
         info!("media loop stopped");
     }
 
-    fn handle_command(&mut self, command: Command) {
+    /// When the loop must next run even if nothing arrives.
+    pub(crate) fn next_wake(&self) -> Instant {
+        let idle = self.now + MAX_IDLE;
+        self.participants.values().map(|p| p.deadline).min().map_or(idle, |d| d.min(idle))
+    }
+
+    /// Finishes a turn at `self.now`: drives every participant that is due or has work, and
+    /// routes what crossed between them. What is left to send waits in `outbox`.
+    pub(crate) fn turn(&mut self) {
+        self.mark_due(self.now);
+        self.settle();
+    }
+
+    pub(crate) fn handle_command(&mut self, command: Command) {
         match command {
             Command::AddParticipant { session, participant, offer, reply } => {
                 let _ = reply.send(self.add_participant(session, participant, offer));
@@ -172,10 +199,10 @@ impl MediaLoop {
         let label = format!("gh{}", self.next_label);
         let config = self.rtc_config.clone();
         let advertised = &self.advertised;
+        let now = self.now;
         // str0m's builder panics rather than returning some errors; keep that inside this call.
-        let accepted = catch_unwind(AssertUnwindSafe(|| {
-            Participant::accept(key, session, label, config, advertised, offer, Instant::now())
-        }));
+        let accepted =
+            catch_unwind(AssertUnwindSafe(|| Participant::accept(key, session, label, config, advertised, offer, now)));
         let (participant, answer) = match accepted {
             Ok(result) => result?,
             Err(_) => return Err(SfuError::Engine("setting up the peer connection panicked".into())),
@@ -292,7 +319,12 @@ impl MediaLoop {
     }
 
     /// Feeds one received packet to the participant that accepts it, and names that participant.
-    fn handle_datagram(&mut self, proto: Protocol, data: &[u8], source: SocketAddr) -> Option<ParticipantKey> {
+    pub(crate) fn handle_datagram(
+        &mut self,
+        proto: Protocol,
+        data: &[u8],
+        source: SocketAddr,
+    ) -> Option<ParticipantKey> {
         // str0m matches STUN requests against our candidates, so the destination must be the
         // advertised address (the public one behind a 1:1 NAT) of this transport, not the
         // socket's own.
@@ -302,7 +334,7 @@ impl MediaLoop {
             // Not STUN, DTLS, RTP or RTCP: nothing to do with us.
             return None;
         };
-        let input = Input::Receive(Instant::now(), receive);
+        let input = Input::Receive(self.now, receive);
         let owner = self.participants.values().find(|p| {
             // `accepts` only reads state, but it runs on untrusted input: a panic there counts
             // as "not this participant" and the participant's own handling will meet it again.
@@ -335,8 +367,8 @@ impl MediaLoop {
             let mut dirty = std::mem::take(&mut self.dirty);
             dirty.sort_unstable();
             dirty.dedup();
+            let now = self.now;
             for key in dirty {
-                let now = Instant::now();
                 self.guarded(key, |p| p.drive(now));
             }
         }
@@ -383,7 +415,7 @@ impl MediaLoop {
                 }
             }
             Effect::KeyframeWanted { source, kind } => {
-                let now = Instant::now();
+                let now = self.now;
                 self.guarded(source.publisher, |p| p.request_keyframe(source.mid, kind, now));
                 self.dirty.push(source.publisher);
             }
@@ -478,6 +510,16 @@ impl MediaLoop {
     fn emit(&mut self, event: SfuEvent) {
         self.subscribers.retain(|s| s.send(event.clone()).is_ok());
     }
+}
+
+/// What ended the loop's wait.
+enum Woken {
+    Command(Command),
+    /// A datagram of this length from this address is in the receive buffer.
+    Datagram(usize, SocketAddr),
+    Tcp(TcpEvent),
+    /// A deadline passed (or a receive error that needs no handling).
+    Timeout,
 }
 
 /// The media loop's side of one ICE-TCP connection.

@@ -5,7 +5,9 @@
 //! appointments. It is driven through [`SfuHandle`] and reports through [`SfuEvent`]; the
 //! caller decides who belongs to which session and who is admitted.
 //!
-//! - `media_loop.rs`: the one task that owns the socket and every participant.
+//! - `media_loop.rs`: the one task that owns the socket and every participant. Its handlers
+//!   take the time from the loop's `now`, which `run` reads from the clock once per turn and
+//!   tests set by hand (`virtual_time_tests.rs` drives the loop with no socket, in virtual time).
 //! - `ice_tcp.rs`, `framing.rs`: the ICE-TCP listener and its RFC 4571 framing; they pass
 //!   packets to the media loop over channels and never touch a participant.
 //! - `participant.rs`: one peer connection, its tracks and its renegotiation.
@@ -35,6 +37,8 @@ mod participant;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod virtual_time_tests;
 
 use std::sync::Arc;
 
