@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::client::{JoinOptions, Kind, LAYER_SENDER_OFFSET, LAYERS, Peer, Received};
 use crate::schedule::Desk;
+use crate::support::media_heavy;
 
 const ROOM_IP: &str = "127.0.0.2";
 const CLINICIAN_IP: &str = "127.0.0.3";
@@ -115,6 +116,7 @@ fn layers_received(peer: &Peer, who: &str) -> (Vec<usize>, Vec<usize>) {
 
 #[test]
 fn a_subscriber_behind_a_slow_link_gets_a_lower_layer_and_an_open_one_the_top() {
+    let _heavy = media_heavy();
     let desk = Desk::new();
     let appointment = desk.booked(-5, 25);
     let (token, _) = desk.link(&appointment);
