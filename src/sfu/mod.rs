@@ -11,7 +11,8 @@
 //! - `ice_tcp.rs`, `framing.rs`: the ICE-TCP listener and its RFC 4571 framing; they pass
 //!   packets to the media loop over channels and never touch a participant.
 //! - `participant.rs`: one peer connection, its tracks and its renegotiation.
-//! - `keyframe.rs`: the keyframe-request throttle.
+//! - `simulcast.rs`: which layer of a simulcast source each subscriber gets.
+//! - `keyframe.rs`: the keyframe-request throttle, per stream (per layer in simulcast).
 //! - `handle.rs`: the command handle; `config.rs`, `event.rs`, `error.rs`, `ids.rs`: the API.
 //!
 //! Forwarding uses str0m's frame API (`Event::MediaData` in, `Writer::write` out) rather than
@@ -19,6 +20,18 @@
 //! (`match_params`), RTX and NACK handling, so a subscriber that joins mid-stream or
 //! negotiated other payload types still gets a valid stream. The cost is reassembling video
 //! frames before forwarding them, which adds at most a frame's packet spread of delay.
+//!
+//! Simulcast: a publisher may send a video track in several layers (rids on one m-line, as
+//! browsers do). Each subscriber gets exactly one layer per source: the highest whose
+//! measured bitrate fits that subscriber's own send-side bandwidth estimate (str0m's TWCC
+//! estimator, or REMB), shared between its simulcast sources after its plain tracks. Layers
+//! are ordered by their measured bitrate, never by name; one that stopped arriving is not
+//! chosen. A layer is kept while its rate fits and taken up only with headroom and not soon
+//! after a step down, so the picture does not flap. A switch waits for a keyframe of the new
+//! layer, asked of the publisher for that rid through the per-layer throttle, and the media
+//! time is rewritten so the subscriber sees one continuous stream. The estimator is told the
+//! rate being sent and the rate the top layers would need, so it probes upwards. Tracks
+//! without layers are forwarded as before.
 //!
 //! Privacy: the gateway is ICE-lite and only answers; it never sends a packet to an address it
 //! has not heard from, and never opens a TCP connection (ICE-TCP is passive only). Answers and offers carry only the gateway's own candidates. Nothing at

@@ -74,7 +74,8 @@ struct TrackOut {
     /// Present once the source is seen sending simulcast layers: which one this participant
     /// gets, and when it may switch.
     layers: Option<SimulcastForwarder>,
-    /// What was written on this m-line: the part of the bandwidth budget it takes.
+    /// What was written on this m-line: the part of the bandwidth budget a track without
+    /// layers takes.
     sent: RateMeter,
 }
 
@@ -409,11 +410,15 @@ impl Participant {
             }
         }
         if candidates.is_empty() {
-            // Nothing in simulcast: the estimator keeps its defaults, as for any plain call.
+            // Nothing in simulcast (any more): the estimator has its defaults, as in any plain
+            // call, rather than probing for layers that are gone.
+            self.tell_estimator(0, 0);
             return;
         }
         let estimate = self.estimate.map_or(0, |e| e.as_u64());
         let chosen = simulcast::allocate(estimate.saturating_sub(plain), &candidates);
+        let layers_rate: u64 =
+            candidates.iter().zip(&chosen).filter_map(|(c, choice)| choice.and_then(|i| c.rates.get(i))).sum();
         for ((index, order), choice) in orders.iter().zip(chosen) {
             let track = &mut self.tracks_out[*index];
             if let Some(layers) = track.layers.as_mut()
@@ -423,7 +428,9 @@ impl Participant {
                 self.effects.push(Effect::KeyframeWanted { source, rid: Some(rid), kind });
             }
         }
-        let sending: u64 = self.tracks_out.iter().filter(open).map(|t| t.sent.bitrate(now)).sum();
+        // What the chosen layers take, not what was sent: after a step down for congestion,
+        // padding must not make up the old rate.
+        let sending = plain + layers_rate;
         let wanted = plain + candidates.iter().map(simulcast::Candidates::wanted).sum::<u64>();
         self.tell_estimator(sending, wanted);
     }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::schedule::Desk;
+use crate::support::media_heavy;
 use crate::webdriver::{Browser, Driver, available};
 
 /// Inbound media counters from the page's peer connection: decoded video frames and received
@@ -126,6 +127,7 @@ fn kiosk_and_consultant_see_and_hear_each_other_in_chromium() {
     if !chromium_present() {
         return;
     }
+    let _heavy = media_heavy();
     let desk = Desk::new();
     let driver = Driver::start();
     let (kiosk, consultant) = admitted_in_chromium(&driver, &desk);
@@ -240,6 +242,7 @@ fn each_side_decodes_one_clean_layer_of_the_others_simulcast_camera() {
     if !chromium_present() {
         return;
     }
+    let _heavy = media_heavy();
     let desk = Desk::new();
     let driver = Driver::start();
     let (kiosk, consultant) = admitted_in_chromium(&driver, &desk);

@@ -3,7 +3,7 @@
 //! Opus and VP8 whose bodies can be checked byte for byte, and records what it receives and
 //! every message the gateway sends it.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,29 @@ const SCREEN_SSRC_BASE: u32 = 0x3000_0000;
 const BODY_HEADER: usize = 4 + 1 + 1 + 4 + 8;
 /// A VP8 keyframe's first ten bytes: frame tag (key frame, shown), start code, 320x240.
 const VP8_KEYFRAME_HEADER: [u8; 10] = [0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00];
+const SIMULCAST_SSRC_BASE: u32 = 0x4000_0000;
+const MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+const RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+
+/// One simulcast layer of a test camera: a frame of `bytes` every `every` 10 ms ticks.
+#[derive(Debug, Clone, Copy)]
+pub struct Layer {
+    pub rid: &'static str,
+    pub every: u32,
+    pub bytes: usize,
+}
+
+/// A simulcast camera's layers at clearly different bitrates (about 80, 320 and 800 kbit/s of
+/// payload), named the way Chromium names them. Every frame fits one packet, so a receiver can
+/// check each one.
+pub const LAYERS: [Layer; 3] = [
+    Layer { rid: "q", every: 4, bytes: 400 },
+    Layer { rid: "h", every: 1, bytes: 400 },
+    Layer { rid: "f", every: 1, bytes: 1000 },
+];
+
+/// Layer `n`'s payloads carry the sender byte `id + LAYER_SENDER_OFFSET * (n + 1)`.
+pub const LAYER_SENDER_OFFSET: u8 = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -58,6 +81,8 @@ pub struct Received {
     pub kind: Kind,
     pub sender: u8,
     pub seq: u32,
+    /// When the sender built it, in microseconds from the test's epoch.
+    pub sent_us: u64,
     /// The body arrived byte-for-byte as the sender built it.
     pub intact: bool,
     /// It came as an H.264 NAL unit (otherwise VP8, for video).
@@ -89,7 +114,7 @@ fn decode_body(kind: Kind, b: &[u8]) -> Option<Received> {
     let seq = u32::from_be_bytes(b[6..10].try_into().ok()?);
     let sent_us = u64::from_be_bytes(b[10..18].try_into().ok()?);
     let intact = body(sender, kind, seq, sent_us, b.len()) == b;
-    Some(Received { kind, sender, seq, intact, h264: false })
+    Some(Received { kind, sender, seq, sent_us, intact, h264: false })
 }
 
 /// Skips the VP8 payload descriptor (RFC 7741 §4.2), which the gateway may rewrite.
@@ -212,6 +237,61 @@ pub struct JoinOptions {
     pub tcp_only: bool,
     /// The camera's codec.
     pub camera: VideoCodec,
+    /// The camera sends the three [`LAYERS`] in simulcast (VP8), as a browser can.
+    pub simulcast: bool,
+    /// Reach the gateway's media port only through this UDP address (a relay the test runs):
+    /// the gateway's candidates are rewritten to it in every SDP the peer applies.
+    pub via: Option<SocketAddr>,
+}
+
+/// What a simulcast camera's packets must carry so the gateway can tell its layers apart: the
+/// m-line's mid and the layer's rid, in header extensions with the ids the offer set.
+#[derive(Debug, Clone)]
+struct SimulcastTags {
+    mid: String,
+    mid_extension: u8,
+    rid_extension: u8,
+}
+
+impl SimulcastTags {
+    fn from_offer(sdp: &str) -> Self {
+        let extension = |uri: &str| -> u8 {
+            sdp.lines()
+                .filter_map(|l| l.strip_prefix("a=extmap:"))
+                .find(|l| l.split_whitespace().nth(1) == Some(uri))
+                .and_then(|l| l.split([' ', '/']).next())
+                .and_then(|id| id.parse().ok())
+                .unwrap_or_else(|| panic!("the offer maps no {uri}"))
+        };
+        let video = sdp.split("m=").find(|section| section.starts_with("video")).expect("a video m-line");
+        let mid = video.lines().find_map(|l| l.strip_prefix("a=mid:")).expect("a mid").trim().to_owned();
+        SimulcastTags { mid, mid_extension: extension(MID_URI), rid_extension: extension(RID_URI) }
+    }
+}
+
+/// Points every UDP candidate in `sdp` at `via` and drops the others, so the peer can reach the
+/// gateway only through the relay at `via`.
+fn through(sdp: &str, via: Option<SocketAddr>) -> String {
+    let Some(via) = via else {
+        return sdp.to_owned();
+    };
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        if line.starts_with("a=candidate") {
+            let mut fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 6 || !fields[2].eq_ignore_ascii_case("udp") {
+                continue;
+            }
+            let (ip, port) = (via.ip().to_string(), via.port().to_string());
+            fields[4] = &ip;
+            fields[5] = &port;
+            out.push_str(&fields.join(" "));
+            out.push_str("\r\n");
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
 }
 
 /// The codec a test peer's camera sends in.
@@ -240,6 +320,8 @@ pub struct Peer {
     video: Arc<TrackLocalStaticRTP>,
     audio_ssrc: u32,
     video_ssrc: u32,
+    /// Present when the camera sends in simulcast.
+    simulcast: Option<SimulcastTags>,
     /// A second video track, as a screen share is, while the peer shares its screen.
     screen: Mutex<Option<ScreenShare>>,
     connected: watch::Receiver<bool>,
@@ -265,7 +347,7 @@ impl Peer {
 
     /// [`Peer::join`] with [`JoinOptions`].
     pub async fn join_with(gw: &Gateway, ip: IpAddr, credential: Value, id: u8, options: JoinOptions) -> Arc<Peer> {
-        let JoinOptions { share_screen, tcp_only, camera } = options;
+        let JoinOptions { share_screen, tcp_only, camera, simulcast, via } = options;
         let url = format!("wss://localhost:{}/ws", gw.public.port());
         let request = url.into_client_request().unwrap();
         let connector = tokio_tungstenite::Connector::Rustls(client_config(&gw.ca_path(), &rustls::version::TLS13));
@@ -335,7 +417,11 @@ impl Peer {
         let audio_ssrc = 0x1000_0000 + u32::from(id);
         let video_ssrc = 0x2000_0000 + u32::from(id);
         let audio = local_track(id, "audio", RtpCodecKind::Audio, audio_ssrc, "audio/opus", 48_000, 2);
-        let video = local_track(id, "camera", RtpCodecKind::Video, video_ssrc, camera.mime(), 90_000, 0);
+        let video = if simulcast {
+            simulcast_track(id)
+        } else {
+            local_track(id, "camera", RtpCodecKind::Video, video_ssrc, camera.mime(), 90_000, 0)
+        };
         pc.add_track(audio.clone() as Arc<dyn TrackLocal>).await.unwrap();
         pc.add_track(video.clone() as Arc<dyn TrackLocal>).await.unwrap();
         let screen = if share_screen { Some(add_screen(&pc, id).await) } else { None };
@@ -348,6 +434,7 @@ impl Peer {
             let udp = offer.lines().filter(|l| l.starts_with("a=candidate") && l.to_lowercase().contains(" udp "));
             assert_eq!(udp.count(), 0, "a TCP-only peer offered a UDP candidate");
         }
+        let simulcast = simulcast.then(|| SimulcastTags::from_offer(&offer));
         outgoing.send(Message::Text(json!({ "v": 1, "type": "offer", "sdp": offer }).to_string().into())).unwrap();
 
         // Reads the gateway's messages: SDP is handled here, the rest goes to the test.
@@ -368,7 +455,7 @@ impl Peer {
                 let message: Value = serde_json::from_str(&text).unwrap();
                 match message["type"].as_str() {
                     Some("answer") => {
-                        let sdp = message["sdp"].as_str().unwrap().to_owned();
+                        let sdp = through(message["sdp"].as_str().unwrap(), via);
                         reader_pc
                             .set_remote_description(RTCSessionDescription::answer(sdp.clone()).unwrap())
                             .await
@@ -388,7 +475,8 @@ impl Peer {
                         }
                     }
                     Some("offer") => {
-                        let offer = RTCSessionDescription::offer(message["sdp"].as_str().unwrap().to_owned()).unwrap();
+                        let offer =
+                            RTCSessionDescription::offer(through(message["sdp"].as_str().unwrap(), via)).unwrap();
                         if reader_pc.set_remote_description(offer).await.is_ok()
                             && let Ok(answer) = reader_pc.create_answer(None).await
                             && reader_pc.set_local_description(answer).await.is_ok()
@@ -412,6 +500,7 @@ impl Peer {
             video,
             audio_ssrc,
             video_ssrc,
+            simulcast,
             screen: Mutex::new(screen),
             offers_sent: Mutex::new(1),
             connected,
@@ -499,6 +588,37 @@ impl Peer {
         (audio_seq - first_seq, video_seq - first_seq)
     }
 
+    /// Publishes the simulcast camera's [`LAYERS`] for `duration`, each with its own SSRC, its
+    /// own sequence numbers and an RTP clock offset of its own, as a browser's layers have.
+    /// Returns the number of frames sent per layer.
+    pub async fn publish_simulcast(&self, epoch: Instant, duration: Duration) -> [u32; 3] {
+        let tags = self.simulcast.as_ref().expect("the peer joined with a simulcast camera");
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sent = [0u32; 3];
+        for n in 0..(duration.as_millis() / 10) as u32 {
+            tick.tick().await;
+            let sent_us = epoch.elapsed().as_micros() as u64;
+            for (index, layer) in LAYERS.iter().enumerate() {
+                if n % layer.every != 0 {
+                    continue;
+                }
+                let sender = self.id + LAYER_SENDER_OFFSET * (index as u8 + 1);
+                let mut frame = vec![0x10];
+                frame.extend_from_slice(&VP8_KEYFRAME_HEADER);
+                frame.extend(body(sender, Kind::Video, sent[index], sent_us, layer.bytes));
+                let timestamp = (index as u32).wrapping_mul(1_234_567_891).wrapping_add(n * 900);
+                let ssrc = SIMULCAST_SSRC_BASE + u32::from(self.id) * 16 + index as u32;
+                let mut packet = packet(VP8_PT, ssrc, sent[index], timestamp, true, frame);
+                packet.header.set_extension(tags.mid_extension, Bytes::from(tags.mid.clone())).unwrap();
+                packet.header.set_extension(tags.rid_extension, Bytes::from_static(layer.rid.as_bytes())).unwrap();
+                self.video.write_rtp(packet).await.unwrap();
+                sent[index] += 1;
+            }
+        }
+        sent
+    }
+
     /// Starts sharing a screen on the existing peer connection, by renegotiating it.
     pub async fn start_screen_share(&self) {
         let screen = add_screen(&self.pc, self.id).await;
@@ -581,6 +701,37 @@ async fn add_screen(pc: &Arc<dyn PeerConnection>, id: u8) -> ScreenShare {
     let track = local_track(id, "screen", RtpCodecKind::Video, ssrc, "video/VP8", 90_000, 0);
     let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await.unwrap();
     (track, sender)
+}
+
+/// A VP8 camera track with one encoding per simulcast layer, each named by its rid.
+fn simulcast_track(id: u8) -> Arc<TrackLocalStaticRTP> {
+    let encodings = LAYERS
+        .iter()
+        .enumerate()
+        .map(|(index, layer)| RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                rid: layer.rid.to_owned(),
+                ssrc: Some(SIMULCAST_SSRC_BASE + u32::from(id) * 16 + index as u32),
+                ..Default::default()
+            },
+            active: true,
+            codec: RTCRtpCodec {
+                mime_type: "video/VP8".to_owned(),
+                clock_rate: 90_000,
+                channels: 0,
+                sdp_fmtp_line: String::new(),
+                rtcp_feedback: vec![],
+            },
+            ..Default::default()
+        })
+        .collect();
+    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        format!("stream-{id}"),
+        format!("camera-{id}"),
+        format!("camera-{id}"),
+        RtpCodecKind::Video,
+        encodings,
+    )))
 }
 
 fn local_track(

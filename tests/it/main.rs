@@ -9,6 +9,7 @@ mod foundation;
 mod media;
 mod schedule;
 mod signalling;
+mod simulcast;
 mod support;
 mod tcp_runtime;
 mod webdriver;

@@ -86,6 +86,16 @@ impl Desk {
         (url.rsplit('/').next().unwrap().to_owned(), issued["link_id"].as_str().unwrap().to_owned())
     }
 
+    /// Issues the (first) guest's link for `appointment`; returns the token.
+    pub fn guest_link(&self, appointment: &Value) -> String {
+        let id = appointment["id"].as_str().unwrap();
+        let body = json!({ "participant_id": appointment["guests"][0]["id"] });
+        let issued =
+            self.gw.staff_request(&self.scheduler, "POST", &format!("/api/v1/appointments/{id}/links"), Some(body));
+        assert_eq!(issued.status, 201, "{}", issued.body);
+        issued.json()["url"].as_str().unwrap().rsplit('/').next().unwrap().to_owned()
+    }
+
     /// Presents a link from the browser holding `browser_cookie` (None: a new browser).
     pub fn join(&self, token: &str, browser_cookie: Option<&str>) -> Response {
         let headers: Vec<(&str, &str)> = browser_cookie.map(|c| ("Cookie", c)).into_iter().collect();

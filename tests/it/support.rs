@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
@@ -227,6 +227,15 @@ pub struct Session {
 }
 
 /// The current TOTP code for a base32 secret.
+/// Held by the tests whose verdict depends on timely media (real browsers, bandwidth
+/// estimation), so that on a small machine they do not starve one another of CPU and read
+/// the resulting delays as congestion.
+pub fn media_heavy() -> MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    // A test that failed while holding it leaves nothing to repair.
+    HEAVY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 pub fn totp_now(secret: &str) -> String {
     let secret = gatehouse::auth::totp::TotpSecret::from_base32(secret).unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
