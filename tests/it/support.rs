@@ -226,7 +226,6 @@ pub struct Session {
     pub csrf: String,
 }
 
-/// The current TOTP code for a base32 secret.
 /// Held by the tests whose verdict depends on timely media (real browsers, bandwidth
 /// estimation), so that on a small machine they do not starve one another of CPU and read
 /// the resulting delays as congestion.
@@ -236,6 +235,7 @@ pub fn media_heavy() -> MutexGuard<'static, ()> {
     HEAVY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The current TOTP code for a base32 secret.
 pub fn totp_now(secret: &str) -> String {
     let secret = gatehouse::auth::totp::TotpSecret::from_base32(secret).unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
