@@ -2,24 +2,39 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use super::ice_tcp::IceTcpConnections;
+
 /// How the media core binds and what it tells clients.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SfuConfig {
     /// The one UDP socket every participant's media uses. Port 0 picks a free port.
     pub udp_bind: SocketAddr,
     /// Public addresses of a 1:1 NAT in front of the gateway. When non-empty, candidates carry
     /// these addresses with the bound port instead of the bound address (UDP and TCP alike).
     pub public_ips: Vec<IpAddr>,
-    /// The ICE-TCP listener (passive, RFC 4571 framing), for networks that block UDP; `None`
-    /// serves UDP only. Port 0 picks a free port. Every answer then also offers a passive TCP
-    /// host candidate, which clients rank below the UDP one.
-    pub tcp_bind: Option<SocketAddr>,
+    /// Where ICE-TCP connections (passive, RFC 4571 framing) come from, for networks that
+    /// block UDP. Unless it is off, every answer also offers a passive TCP host candidate,
+    /// which clients rank below the UDP one.
+    pub ice_tcp: IceTcp,
+}
+
+/// Where the media core gets its ICE-TCP connections.
+#[derive(Debug)]
+pub enum IceTcp {
+    /// Nowhere: UDP only.
+    Off,
+    /// A listener of its own, bound to this address. Port 0 picks a free port.
+    OwnPort(SocketAddr),
+    /// Another listener shares its port and hands over, through an
+    /// [`IceTcpIntake`](super::IceTcpIntake), the connections whose first bytes open ICE-TCP.
+    /// `port_of` is that listener's bound address, advertised like a bound address of our own.
+    Shared { port_of: SocketAddr, connections: IceTcpConnections },
 }
 
 impl SfuConfig {
-    /// A configuration that advertises the bound address itself (no NAT).
+    /// A configuration that advertises the bound address itself (no NAT), UDP only.
     pub fn new(udp_bind: SocketAddr) -> Self {
-        SfuConfig { udp_bind, public_ips: Vec::new(), tcp_bind: None }
+        SfuConfig { udp_bind, public_ips: Vec::new(), ice_tcp: IceTcp::Off }
     }
 }
 

@@ -40,7 +40,6 @@ impl Gateway {
         let mut child = Command::new(BINARY)
             .env("GATEHOUSE_TEST_CLOCK_OFFSET_FILE", dir.join("clock-offset"))
             .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--media-port", "0"])
-            .args(["--media-tcp-port", "0"])
             .args(["--log-format", "json"])
             .arg("--data-dir")
             .arg(dir.join("data"))
