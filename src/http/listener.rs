@@ -87,6 +87,7 @@ async fn accept_loop(
         let tx = tx.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
+            let Ok(local) = stream.local_addr() else { return };
             let first_bytes = match demux::read_opening_in_time(&mut stream).await {
                 Ok((Opening::Tls, first_bytes)) => first_bytes,
                 Ok((Opening::IceTcp, first_bytes)) => {
@@ -114,7 +115,7 @@ async fn accept_loop(
                 Ok(Ok(tls)) => {
                     drop(permit);
                     // If the server has stopped taking connections, this one is simply closed.
-                    let _ = tx.send((TrackedStream { inner: tls, _open: token }, peer)).await;
+                    let _ = tx.send((TrackedStream { inner: tls, local, _open: token }, peer)).await;
                 }
                 // Failed handshakes are routine (scanners, plain HTTP, old TLS versions): debug only.
                 Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
@@ -144,6 +145,8 @@ impl axum::serve::Listener for TlsListener {
 /// A TLS connection that keeps the drain token alive for exactly as long as it is open.
 pub struct TrackedStream {
     inner: TlsStream<Prefixed<TcpStream>>,
+    /// The gateway's own address that the client reached.
+    local: SocketAddr,
     _open: TaskTrackerToken,
 }
 
@@ -179,13 +182,18 @@ impl AsyncWrite for TrackedStream {
     }
 }
 
-/// The client's own address, as seen on the accepted TCP connection. Handlers read it through
-/// `ConnectInfo<ClientAddr>`; it is recorded only for the client's own audit records.
+/// Both ends of an accepted connection. Handlers read it through `ConnectInfo<ClientAddr>`.
 #[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub SocketAddr);
+pub struct ClientAddr {
+    /// The client's own address; recorded only for the client's own audit records.
+    pub remote: SocketAddr,
+    /// The gateway's address that the client reached, which on a gateway with an address
+    /// towards each network names the client's side.
+    pub local: SocketAddr,
+}
 
 impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for ClientAddr {
     fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
-        Self(*stream.remote_addr())
+        Self { remote: *stream.remote_addr(), local: stream.io().local }
     }
 }

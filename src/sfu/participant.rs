@@ -109,6 +109,8 @@ pub(crate) struct Participant {
     pub(crate) effects: Vec<Effect>,
     /// Set once the connection has ended; the loop removes the participant.
     pub(crate) ending: Option<Ending>,
+    /// The gateway's own candidates this participant was given.
+    pub(crate) candidates: Advertised,
 }
 
 impl Participant {
@@ -152,6 +154,7 @@ impl Participant {
             datagrams: Vec::new(),
             effects: Vec::new(),
             ending: None,
+            candidates: candidates.clone(),
         };
         Ok((participant, answer))
     }
