@@ -19,7 +19,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Checks that `peer` received `from`'s payloads: most of them, every one intact, and in order.
-fn assert_received(peer: &Peer, from: &Peer, sent: (u32, u32)) {
+pub fn assert_received(peer: &Peer, from: &Peer, sent: (u32, u32)) {
     let received = peer.received();
     for (kind, sent) in [(Kind::Audio, sent.0), (Kind::Video, sent.1)] {
         let got: Vec<_> = received.iter().filter(|r| r.kind == kind && r.sender == from.id).collect();
