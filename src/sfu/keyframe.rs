@@ -1,13 +1,14 @@
-//! The keyframe-request throttle: at most one request per second reaches a publisher.
+//! The keyframe-request throttle: at most one request per second reaches a publisher's stream.
 //!
 //! Every subscriber that loses a packet or joins asks for a keyframe; a keyframe is large, so a
 //! burst of requests would flood the publisher's uplink (often the weak prison link). Requests
 //! inside the window are not dropped but coalesced into one that goes out when it reopens, so
-//! a subscriber that joins just after another still gets its picture.
+//! a subscriber that joins just after another still gets its picture. A simulcast track has
+//! one stream per layer, each with its own encoder, so each layer (rid) is throttled apart.
 
 use std::time::{Duration, Instant};
 
-use str0m::media::KeyframeRequestKind;
+use str0m::media::{KeyframeRequestKind, Rid};
 
 /// The shortest gap between two keyframe requests to the same source.
 pub(crate) const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
@@ -56,6 +57,47 @@ impl KeyframeThrottle {
 
     fn window_open(&self, now: Instant) -> bool {
         self.last_sent.is_none_or(|t| now.saturating_duration_since(t) >= self.interval)
+    }
+}
+
+/// One throttle per stream of a track: the plain stream (`None`) or each simulcast layer.
+#[derive(Debug)]
+pub(crate) struct LayerThrottles {
+    interval: Duration,
+    /// A track has at most a handful of layers; a list beats a map here.
+    by_rid: Vec<(Option<Rid>, KeyframeThrottle)>,
+}
+
+impl LayerThrottles {
+    pub(crate) fn new(interval: Duration) -> Self {
+        LayerThrottles { interval, by_rid: Vec::new() }
+    }
+
+    /// [`KeyframeThrottle::request`] for the stream `rid`.
+    pub(crate) fn request(
+        &mut self,
+        rid: Option<Rid>,
+        now: Instant,
+        kind: KeyframeRequestKind,
+    ) -> Option<KeyframeRequestKind> {
+        let index = match self.by_rid.iter().position(|(r, _)| *r == rid) {
+            Some(index) => index,
+            None => {
+                self.by_rid.push((rid, KeyframeThrottle::new(self.interval)));
+                self.by_rid.len() - 1
+            }
+        };
+        self.by_rid[index].1.request(now, kind)
+    }
+
+    /// [`KeyframeThrottle::poll`] for every stream: the deferred requests now due.
+    pub(crate) fn poll(&mut self, now: Instant) -> Vec<(Option<Rid>, KeyframeRequestKind)> {
+        self.by_rid.iter_mut().filter_map(|(rid, t)| t.poll(now).map(|kind| (*rid, kind))).collect()
+    }
+
+    /// The earliest deadline of any stream.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.by_rid.iter().filter_map(|(_, t)| t.deadline()).min()
     }
 }
 
@@ -124,6 +166,23 @@ mod tests {
         assert_eq!(throttle.request(t0 + ms(100), Fir), None);
         assert_eq!(throttle.request(t0 + ms(200), Pli), None);
         assert_eq!(throttle.poll(t0 + ms(1000)), Some(Fir));
+    }
+
+    #[test]
+    fn each_layer_is_throttled_on_its_own() {
+        let t0 = Instant::now();
+        let mut throttles = LayerThrottles::new(KEYFRAME_REQUEST_INTERVAL);
+        let (low, high) = (Some(Rid::from("q")), Some(Rid::from("f")));
+        assert_eq!(throttles.request(low, t0, Pli), Some(Pli));
+        // Another layer's request is not held back by the first.
+        assert_eq!(throttles.request(high, t0 + ms(10), Pli), Some(Pli));
+        assert_eq!(throttles.request(low, t0 + ms(20), Fir), None);
+        assert_eq!(throttles.request(high, t0 + ms(30), Pli), None);
+        assert_eq!(throttles.deadline(), Some(t0 + ms(1000)));
+        assert_eq!(throttles.poll(t0 + ms(1000)), vec![(low, Fir)]);
+        assert_eq!(throttles.deadline(), Some(t0 + ms(1010)));
+        assert_eq!(throttles.poll(t0 + ms(1010)), vec![(high, Pli)]);
+        assert_eq!(throttles.deadline(), None);
     }
 
     #[test]

@@ -228,7 +228,11 @@ impl MediaLoop {
         let opened = self.guarded(key, |p| p.accept_answer(answer)).ok_or(SfuError::UnknownParticipant(key))??;
         self.dirty.push(key);
         for source in opened {
-            self.effects.push_back(Effect::KeyframeWanted { source, kind: str0m::media::KeyframeRequestKind::Pli });
+            self.effects.push_back(Effect::KeyframeWanted {
+                source,
+                rid: None,
+                kind: str0m::media::KeyframeRequestKind::Pli,
+            });
         }
         Ok(())
     }
@@ -271,7 +275,8 @@ impl MediaLoop {
         for (source, kind) in tracks {
             let open = self.guarded(subscriber, |p| p.subscribe(source, kind, &label)).unwrap_or(false);
             if open && kind == str0m::media::MediaKind::Video {
-                self.effects.push_back(Effect::KeyframeWanted { source, kind: str0m::media::KeyframeRequestKind::Pli });
+                let kind = str0m::media::KeyframeRequestKind::Pli;
+                self.effects.push_back(Effect::KeyframeWanted { source, rid: None, kind });
             }
         }
         self.dirty.push(subscriber);
@@ -414,14 +419,15 @@ impl MediaLoop {
                 if !self.participants.get(&publisher).is_some_and(|p| p.forwarding) {
                     return;
                 }
+                let now = self.now;
                 for subscriber in self.forwarding_peers(publisher) {
-                    self.guarded(subscriber, |p| p.write_media(publisher, &data));
+                    self.guarded(subscriber, |p| p.write_media(publisher, &data, now));
                     self.dirty.push(subscriber);
                 }
             }
-            Effect::KeyframeWanted { source, kind } => {
+            Effect::KeyframeWanted { source, rid, kind } => {
                 let now = self.now;
-                self.guarded(source.publisher, |p| p.request_keyframe(source.mid, kind, now));
+                self.guarded(source.publisher, |p| p.request_keyframe(source.mid, rid, kind, now));
                 self.dirty.push(source.publisher);
             }
         }

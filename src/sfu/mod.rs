@@ -36,6 +36,7 @@ mod ids;
 mod keyframe;
 mod media_loop;
 mod participant;
+mod simulcast;
 
 #[cfg(test)]
 mod tests;

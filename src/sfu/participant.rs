@@ -3,11 +3,16 @@
 //!
 //! A participant never touches another participant. Everything that crosses between them
 //! leaves as an [`Effect`], which the media loop routes within the session.
+//!
+//! As a subscriber, a participant receives one layer of each simulcast source, chosen within
+//! its own bandwidth estimate (see `simulcast.rs`), and tells str0m's estimator what it is
+//! sending and what it would send with ample bandwidth, so the estimator probes upwards.
 
 use std::time::Instant;
 
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
-use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid, Rid, Rids};
 use str0m::net::{TcpType, Transmit};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 use tracing::debug;
@@ -17,7 +22,8 @@ use super::error::SfuError;
 use super::event::{DisconnectReason, FailureReason, SfuEvent};
 use super::handle::{ClientOffer, Fingerprints};
 use super::ids::{ParticipantKey, SessionKey};
-use super::keyframe::{KEYFRAME_REQUEST_INTERVAL, KeyframeThrottle};
+use super::keyframe::{KEYFRAME_REQUEST_INTERVAL, LayerThrottles};
+use super::simulcast::{self, ALLOCATION_INTERVAL, RateMeter, SimulcastForwarder};
 
 /// One published track, named by who publishes it and its m-line on their connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,8 +42,9 @@ pub(crate) enum Effect {
     /// A media frame (audio packet or complete video frame) to fan out. Boxed: `MediaData`
     /// is ten times the size of the other variants, and effects queue up by the hundred.
     Media { publisher: ParticipantKey, data: Box<MediaData> },
-    /// A subscriber, or the loss of a packet, calls for a keyframe from a source.
-    KeyframeWanted { source: SourceTrack, kind: KeyframeRequestKind },
+    /// A subscriber, or the loss of a packet, calls for a keyframe from a source: from one of
+    /// its simulcast layers (`rid`), or from its one stream (`None`).
+    KeyframeWanted { source: SourceTrack, rid: Option<Rid>, kind: KeyframeRequestKind },
     /// Something the caller must hear about.
     Event(SfuEvent),
 }
@@ -47,8 +54,11 @@ pub(crate) enum Effect {
 struct TrackIn {
     mid: Mid,
     kind: MediaKind,
-    /// Keyframe requests from every subscriber of this track pass through here.
-    throttle: KeyframeThrottle,
+    /// Sent in simulcast layers: a keyframe request must then name its layer, since str0m
+    /// would otherwise pick any one of them.
+    simulcast: bool,
+    /// Keyframe requests from every subscriber of this track pass through here, per layer.
+    throttles: LayerThrottles,
 }
 
 /// A track of another participant that this participant receives.
@@ -61,6 +71,11 @@ struct TrackOut {
     state: TrackOutState,
     /// The publisher left; the m-line must be stopped once it is negotiated.
     gone: bool,
+    /// Present once the source is seen sending simulcast layers: which one this participant
+    /// gets, and when it may switch.
+    layers: Option<SimulcastForwarder>,
+    /// What was written on this m-line: the part of the bandwidth budget it takes.
+    sent: RateMeter,
 }
 
 /// Where an outgoing m-line is in offer/answer. Media is only written in `Open`.
@@ -109,6 +124,15 @@ pub(crate) struct Participant {
     pub(crate) effects: Vec<Effect>,
     /// Set once the connection has ended; the loop removes the participant.
     pub(crate) ending: Option<Ending>,
+    /// The latest estimate of what the path to this participant carries (TWCC, or REMB from
+    /// a client without TWCC): the budget its simulcast layers are chosen within. Until the
+    /// first estimate, only the lowest layers are sent.
+    estimate: Option<Bitrate>,
+    /// When the simulcast layers this participant receives are next reconsidered.
+    next_allocation: Instant,
+    /// What the estimator was last told (minimum, desired, in bits per second), so it is told
+    /// again only on a real change: each raise of `desired` may start a probe.
+    bwe_told: (u64, u64),
     /// The gateway's own candidates this participant was given.
     pub(crate) candidates: Advertised,
 }
@@ -154,6 +178,9 @@ impl Participant {
             datagrams: Vec::new(),
             effects: Vec::new(),
             ending: None,
+            estimate: None,
+            next_allocation: now,
+            bwe_told: (0, 0),
             candidates: candidates.clone(),
         };
         Ok((participant, answer))
@@ -188,7 +215,7 @@ impl Participant {
             }
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => {
-                    let throttle_deadline = self.tracks_in.iter().filter_map(|t| t.throttle.deadline()).min();
+                    let throttle_deadline = self.tracks_in.iter().filter_map(|t| t.throttles.deadline()).min();
                     self.deadline = throttle_deadline.map_or(t, |d| d.min(t));
                     return;
                 }
@@ -232,9 +259,14 @@ impl Participant {
                 }
             }
             Event::MediaData(data) => {
+                if data.rid.is_some()
+                    && let Some(track) = self.tracks_in.iter_mut().find(|t| t.mid == data.mid)
+                {
+                    track.simulcast = true;
+                }
                 if !data.contiguous {
                     // A gap that NACK could not fill: subscribers' decoders need a fresh keyframe.
-                    self.request_keyframe(data.mid, KeyframeRequestKind::Pli, now);
+                    self.request_keyframe(data.mid, data.rid, KeyframeRequestKind::Pli, now);
                 }
                 self.effects.push(Effect::Media { publisher: self.key, data: Box::new(data) });
             }
@@ -245,11 +277,17 @@ impl Participant {
                 }
                 let wanted = self.tracks_out.iter().find(|t| matches!(t.state, TrackOutState::Open(m) if m == req.mid));
                 if let Some(track) = wanted {
-                    self.effects.push(Effect::KeyframeWanted { source: track.source, kind: req.kind });
+                    // Of a simulcast source, the layer this participant is shown.
+                    let rid = track.layers.as_ref().and_then(SimulcastForwarder::forwarding);
+                    self.effects.push(Effect::KeyframeWanted { source: track.source, rid, kind: req.kind });
                 }
             }
-            Event::EgressBitrateEstimate(estimate) => {
-                debug!(participant = %self.key, ?estimate, "egress bandwidth estimate");
+            Event::EgressBitrateEstimate(kind) => {
+                debug!(participant = %self.key, ?kind, "egress bandwidth estimate");
+                if let BweKind::Twcc { estimate, .. } | BweKind::Remb { estimate, .. } = kind {
+                    self.estimate = Some(estimate);
+                    self.allocate_layers(now);
+                }
             }
             Event::Closed => self.end(Ending::Disconnected(DisconnectReason::Closed)),
             _ => {}
@@ -257,8 +295,11 @@ impl Participant {
     }
 
     fn start_publishing(&mut self, mid: Mid, kind: MediaKind) {
-        let throttle = KeyframeThrottle::new(KEYFRAME_REQUEST_INTERVAL);
-        self.tracks_in.push(TrackIn { mid, kind, throttle });
+        let throttles = LayerThrottles::new(KEYFRAME_REQUEST_INTERVAL);
+        // The offer's `a=simulcast` names the layers; frames with a rid also reveal them.
+        let simulcast =
+            self.rtc.media(mid).is_some_and(|m| matches!(m.rids_rx(), Rids::Specific(rids) if !rids.is_empty()));
+        self.tracks_in.push(TrackIn { mid, kind, simulcast, throttles });
         let source = SourceTrack { publisher: self.key, mid };
         self.effects.push(Effect::TrackPublished { source, kind, label: self.label.clone() });
     }
@@ -285,7 +326,9 @@ impl Participant {
             return matches!(existing.state, TrackOutState::Open(_));
         }
         let label = label.to_owned();
-        self.tracks_out.push(TrackOut { source, kind, label, state: TrackOutState::ToOpen, gone: false });
+        let state = TrackOutState::ToOpen;
+        let (layers, sent) = (None, RateMeter::default());
+        self.tracks_out.push(TrackOut { source, kind, label, state, gone: false, layers, sent });
         false
     }
 
@@ -306,13 +349,35 @@ impl Participant {
         self.tracks_in.iter().map(|t| (SourceTrack { publisher: self.key, mid: t.mid }, t.kind))
     }
 
-    /// Writes a frame from `publisher` to the matching open m-line, if there is one.
-    pub(crate) fn write_media(&mut self, publisher: ParticipantKey, data: &MediaData) {
+    /// Writes a frame from `publisher` to the matching open m-line, if there is one: every
+    /// frame of a plain source, and of a simulcast source those of the layer chosen for this
+    /// participant.
+    pub(crate) fn write_media(&mut self, publisher: ParticipantKey, data: &MediaData, now: Instant) {
+        self.forward_frame(publisher, data, now);
+        if data.rid.is_some() && now >= self.next_allocation {
+            self.allocate_layers(now);
+        }
+    }
+
+    fn forward_frame(&mut self, publisher: ParticipantKey, data: &MediaData, now: Instant) {
         let source = SourceTrack { publisher, mid: data.mid };
-        let Some(mid) = self.tracks_out.iter().find_map(|t| match t.state {
-            TrackOutState::Open(mid) if t.source == source => Some(mid),
-            _ => None,
-        }) else {
+        let Some(track) = self.tracks_out.iter_mut().find(|t| t.source == source && !t.gone) else {
+            return;
+        };
+        let time = match data.rid {
+            None => data.time,
+            Some(rid) => {
+                // Every layer is measured, even before the m-line opens, so a choice can be
+                // made as soon as it does.
+                let layers = track.layers.get_or_insert_with(SimulcastForwarder::default);
+                layers.observe(rid, data.data.len(), now);
+                match layers.pass(rid, data.is_keyframe(), data.time, data.network_time) {
+                    Some(time) => time,
+                    None => return,
+                }
+            }
+        };
+        let TrackOutState::Open(mid) = track.state else {
             return;
         };
         let Some(writer) = self.rtc.writer(mid) else {
@@ -323,33 +388,93 @@ impl Participant {
             debug!(participant = %self.key, "dropping a frame in a codec this participant did not negotiate");
             return;
         };
-        if let Err(e) = writer.write(pt, data.network_time, data.time, data.data.clone()) {
-            debug!(participant = %self.key, error = %e, "dropping a frame the media engine refused");
+        match writer.write(pt, data.network_time, time, data.data.clone()) {
+            Ok(()) => track.sent.record(now, data.data.len()),
+            Err(e) => debug!(participant = %self.key, error = %e, "dropping a frame the media engine refused"),
         }
     }
 
-    /// Asks the client for a keyframe on one of its tracks, at most once per interval.
-    pub(crate) fn request_keyframe(&mut self, mid: Mid, kind: KeyframeRequestKind, now: Instant) {
+    /// Shares this participant's bandwidth estimate between the simulcast sources it receives,
+    /// after what its plain tracks (audio, a screen without layers) take, asks publishers for
+    /// keyframes of newly chosen layers, and tells the estimator what to aim for.
+    fn allocate_layers(&mut self, now: Instant) {
+        self.next_allocation = now + ALLOCATION_INTERVAL;
+        let open = |t: &&TrackOut| matches!(t.state, TrackOutState::Open(_));
+        let plain: u64 =
+            self.tracks_out.iter().filter(open).filter(|t| t.layers.is_none()).map(|t| t.sent.bitrate(now)).sum();
+        let mut orders = Vec::new();
+        let mut candidates = Vec::new();
+        for (index, track) in self.tracks_out.iter().enumerate().filter(|(_, t)| open(t)) {
+            if let Some(layers) = &track.layers {
+                let (order, choosable) = layers.candidates(now);
+                orders.push((index, order));
+                candidates.push(choosable);
+            }
+        }
+        if candidates.is_empty() {
+            // Nothing in simulcast: the estimator keeps its defaults, as for any plain call.
+            return;
+        }
+        let estimate = self.estimate.map_or(0, |e| e.as_u64());
+        let chosen = simulcast::allocate(estimate.saturating_sub(plain), &candidates);
+        for ((index, order), choice) in orders.iter().zip(chosen) {
+            let track = &mut self.tracks_out[*index];
+            if let Some(layers) = track.layers.as_mut()
+                && let Some(rid) = layers.choose(order, choice, now)
+            {
+                let (source, kind) = (track.source, KeyframeRequestKind::Pli);
+                self.effects.push(Effect::KeyframeWanted { source, rid: Some(rid), kind });
+            }
+        }
+        let sending: u64 = self.tracks_out.iter().filter(open).map(|t| t.sent.bitrate(now)).sum();
+        let wanted = plain + candidates.iter().map(simulcast::Candidates::wanted).sum::<u64>();
+        self.tell_estimator(sending, wanted);
+    }
+
+    /// Tells str0m's estimator the rate being sent (its minimum: padding fills short gaps so
+    /// the estimate does not sag between frames) and the rate this participant would take
+    /// at the top layers (its desired rate, which it probes towards).
+    fn tell_estimator(&mut self, sending: u64, wanted: u64) {
+        let wanted = wanted.max(sending);
+        let (told_sending, told_wanted) = self.bwe_told;
+        // A fifth either way is a real change; smaller ones are measurement noise.
+        let moved = |old: u64, new: u64| old.abs_diff(new).saturating_mul(5) > old;
+        if moved(told_sending, sending) || moved(told_wanted, wanted) {
+            self.rtc.bwe().set_bitrate(Bitrate::bps(sending), Bitrate::bps(wanted));
+            self.bwe_told = (sending, wanted);
+        }
+    }
+
+    /// Asks the client for a keyframe on one of its tracks (on one layer, `rid`, of a
+    /// simulcast track), at most once per interval.
+    pub(crate) fn request_keyframe(&mut self, mid: Mid, rid: Option<Rid>, kind: KeyframeRequestKind, now: Instant) {
         let Some(track) = self.tracks_in.iter_mut().find(|t| t.mid == mid) else {
             return;
         };
         if track.kind != MediaKind::Video {
             return;
         }
-        if let Some(kind) = track.throttle.request(now, kind) {
-            self.send_keyframe_request(mid, kind);
+        if track.simulcast && rid.is_none() {
+            // A request that names no layer would reach whichever one str0m finds first;
+            // each subscriber asks for its own layer when it chooses one.
+            return;
+        }
+        if let Some(kind) = track.throttles.request(rid, now, kind) {
+            self.send_keyframe_request(mid, rid, kind);
         }
     }
 
     fn release_deferred_keyframe_requests(&mut self, now: Instant) {
-        let due: Vec<(Mid, KeyframeRequestKind)> =
-            self.tracks_in.iter_mut().filter_map(|t| t.throttle.poll(now).map(|k| (t.mid, k))).collect();
-        for (mid, kind) in due {
-            self.send_keyframe_request(mid, kind);
+        let mut due = Vec::new();
+        for track in &mut self.tracks_in {
+            due.extend(track.throttles.poll(now).into_iter().map(|(rid, kind)| (track.mid, rid, kind)));
+        }
+        for (mid, rid, kind) in due {
+            self.send_keyframe_request(mid, rid, kind);
         }
     }
 
-    fn send_keyframe_request(&mut self, mid: Mid, kind: KeyframeRequestKind) {
+    fn send_keyframe_request(&mut self, mid: Mid, rid: Option<Rid>, kind: KeyframeRequestKind) {
         let Some(mut writer) = self.rtc.writer(mid) else {
             return;
         };
@@ -362,7 +487,7 @@ impl Participant {
                 KeyframeRequestKind::Fir => KeyframeRequestKind::Pli,
             }
         };
-        if let Err(e) = writer.request_keyframe(None, kind) {
+        if let Err(e) = writer.request_keyframe(rid, kind) {
             // Normal before the first packet of the track has arrived.
             debug!(participant = %self.key, error = %e, "keyframe request not sent");
         }

@@ -1,6 +1,28 @@
 // A consultation call: the signalling WebSocket and one RTCPeerConnection to the gateway.
 // Shared by the room kiosk and the consultant page; media only ever flows to the gateway.
 
+// The camera goes out in simulcast layers (full resolution and fractions of it); the gateway
+// forwards to each participant the one layer its connection can carry, so a poor prison link
+// degrades one picture without lowering everyone's. Browsers cap the number of layers by the
+// camera's size (two below 960 pixels wide, one below 480) and drop the top ones beyond the
+// cap, so only as many layers as will be sent are asked for; the gateway goes by what arrives.
+function cameraLayers(width) {
+  const full = { rid: 'f', scaleResolutionDownBy: 1 };
+  const half = { rid: 'h', scaleResolutionDownBy: 2 };
+  const quarter = { rid: 'q', scaleResolutionDownBy: 4 };
+  if (width >= 960) return [quarter, half, full];
+  if (width >= 480) return [half, full];
+  return [];
+}
+
+/** Whether this browser can send simulcast layers named by rid (RFC 8852). */
+function canSendSimulcast() {
+  const capabilities = window.RTCRtpSender && RTCRtpSender.getCapabilities
+    && RTCRtpSender.getCapabilities('video');
+  return Boolean(capabilities && capabilities.headerExtensions
+    .some((e) => e.uri === 'urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id'));
+}
+
 export class Call extends EventTarget {
   constructor() {
     super();
@@ -86,9 +108,7 @@ export class Call extends EventTarget {
       // the same connection; media resumes without joining again.
       if (pc === this.pc && pc.connectionState === 'failed') this.negotiate({ iceRestart: true });
     });
-    for (const track of this.stream.getTracks()) {
-      pc.addTransceiver(track, { direction: 'sendrecv', streams: [this.stream] });
-    }
+    for (const track of this.stream.getTracks()) this.addTrack(pc, track);
     if (this.screen) this.addScreenTracks();
     await this.negotiate();
   }
@@ -115,6 +135,20 @@ export class Call extends EventTarget {
       this.pc.addEventListener('icegatheringstatechange', done);
       setTimeout(resolve, 1500);
     });
+  }
+
+  /** Adds a microphone or camera track; the camera in simulcast where the browser can. */
+  addTrack(pc, track) {
+    const init = { direction: 'sendrecv', streams: [this.stream] };
+    const layers = track.kind === 'video' ? cameraLayers(track.getSettings().width || 0) : [];
+    if (layers.length > 1 && canSendSimulcast()) {
+      try {
+        return pc.addTransceiver(track, { ...init, sendEncodings: layers });
+      } catch (e) {
+        // A browser that lists the extension but refuses these layers sends one stream.
+      }
+    }
+    return pc.addTransceiver(track, init);
   }
 
   addScreenTracks() {
