@@ -15,18 +15,20 @@ use crate::audit::{Actor, AuditLog, Code, Details, Event, EventKind};
 use crate::auth::links::LinkKeys;
 use crate::auth::staff::StaffAccounts;
 use crate::certs::{self, CertPaths};
-use crate::config::{ServeConfig, TlsSource};
+use crate::config::{IceTcpSetting, ServeConfig, TlsSource};
 use crate::demo;
 use crate::health::Readiness;
 use crate::http::{
     self,
     admin::AdminState,
+    demux::{PortMetrics, PortSharing},
     listener::{ClientAddr, TlsListener},
     observe::HttpMetrics,
 };
 use crate::metrics::Metrics;
 use crate::schedule::Schedule;
 use crate::session::Sessions;
+use crate::sfu::{IceTcp, IceTcpIntake, Sfu, SfuConfig};
 use crate::store::{SqliteStore, Store};
 
 /// How long open connections may take to finish once shutdown begins.
@@ -67,9 +69,11 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> a
     let public_addr = public_tcp.local_addr()?;
     let admin_addr = admin_tcp.local_addr()?;
 
-    let mut http_metrics = None;
-    let metrics = Metrics::build(|registry| http_metrics = Some(Arc::new(HttpMetrics::register(registry))));
-    let http_metrics = http_metrics.context("HTTP metrics were not registered")?;
+    let mut registered = None;
+    let metrics = Metrics::build(|registry| {
+        registered = Some((Arc::new(HttpMetrics::register(registry)), PortMetrics::register(registry)));
+    });
+    let (http_metrics, port_metrics) = registered.context("HTTP metrics were not registered")?;
 
     // Two stop signals, because the admin listener must keep answering `/readyz` with 503
     // while the public side drains.
@@ -90,7 +94,17 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> a
         axum::serve(admin_tcp, admin_router).with_graceful_shutdown(admin_stop.clone().cancelled_owned()).into_future(),
     );
 
-    let tls_listener = TlsListener::spawn(public_tcp, tls, connections.clone(), public_stop.clone())?;
+    // ICE-TCP media shares the public port unless it has a port of its own (or none).
+    let (ice_tcp, ice_tcp_intake) = match config.ice_tcp {
+        IceTcpSetting::SharedWithListen => {
+            let (intake, connections) = IceTcpIntake::new();
+            (IceTcp::Shared { port_of: public_addr, connections }, Some(intake))
+        }
+        IceTcpSetting::OwnPort(addr) => (IceTcp::OwnPort(addr), None),
+        IceTcpSetting::Off => (IceTcp::Off, None),
+    };
+    let sharing = PortSharing { ice_tcp: ice_tcp_intake, metrics: port_metrics };
+    let tls_listener = TlsListener::spawn(public_tcp, tls, sharing, connections.clone(), public_stop.clone())?;
     let links = {
         let data_dir = config.data_dir.clone();
         Arc::new(
@@ -111,13 +125,10 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> a
     } else {
         None
     };
-    let (sfu, _media_loop) = crate::sfu::Sfu::start(crate::sfu::SfuConfig {
-        udp_bind: config.media_listen,
-        tcp_bind: config.media_tcp_listen,
-        public_ips: config.public_ips.clone(),
-    })
-    .await
-    .with_context(|| format!("cannot serve media on UDP {} (--media-port)", config.media_listen))?;
+    let (sfu, _media_loop) =
+        Sfu::start(SfuConfig { udp_bind: config.media_listen, ice_tcp, public_ips: config.public_ips.clone() })
+            .await
+            .with_context(|| format!("cannot serve media on UDP {} (--media-port)", config.media_listen))?;
     let sfu_events = sfu.events();
     let media_addr = sfu.local_addr();
     let media_tcp_addr = sfu.local_tcp_addr();
@@ -137,8 +148,10 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> a
     tracing::info!(listener = "https", addr = %public_addr, "listening");
     tracing::info!(listener = "admin", addr = %admin_addr, "listening");
     tracing::info!(listener = "media", addr = %media_addr, "listening");
-    if let Some(addr) = media_tcp_addr {
-        tracing::info!(listener = "media-tcp", addr = %addr, "listening");
+    match media_tcp_addr {
+        Some(addr) if addr == public_addr => tracing::info!(addr = %addr, "ICE-TCP media shares the https listener"),
+        Some(addr) => tracing::info!(listener = "media-tcp", addr = %addr, "listening"),
+        None => tracing::info!("ICE-TCP media is off"),
     }
     let url = browser_url(public_addr);
     println!("Gatehouse is running. Open {url}");

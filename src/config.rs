@@ -14,7 +14,6 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_DATA_DIR: &str = "./data";
 pub const DEFAULT_MEDIA_PORT: u16 = 8443;
-pub const DEFAULT_MEDIA_TCP_PORT: u16 = 8444;
 pub const DEFAULT_CERTS_DIR: &str = "./certs";
 
 /// Gatehouse: a secure video gateway for clinical consultations between prison rooms and hospitals.
@@ -217,9 +216,11 @@ pub struct ServeSettings {
     /// [default: 8443].
     #[arg(long, env = "GATEHOUSE_MEDIA_PORT", value_name = "PORT")]
     pub media_port: Option<u16>,
-    /// TCP port for ICE-TCP media (RFC 4571), the fallback for networks that allow no UDP,
-    /// on the --listen address; "off" disables it [default: 8444].
-    #[arg(long, env = "GATEHOUSE_MEDIA_TCP_PORT", value_name = "PORT|off")]
+    /// Where ICE-TCP media (RFC 4571), the fallback for networks that allow no UDP, is
+    /// served: "listen" shares the --listen port with HTTPS (one TCP port for everything),
+    /// a port number gives it a port of its own on the --listen address, "off" disables it
+    /// [default: listen].
+    #[arg(long, env = "GATEHOUSE_MEDIA_TCP_PORT", value_name = "listen|PORT|off")]
     pub media_tcp_port: Option<String>,
     /// Public address to advertise in media candidates when behind 1:1 NAT (repeatable;
     /// comma-separated in the environment) [default: the bound address].
@@ -265,11 +266,22 @@ pub struct ServeConfig {
     pub windows: crate::schedule::WindowSettings,
     /// The UDP address media is served on.
     pub media_listen: SocketAddr,
-    /// The TCP address ICE-TCP media is served on, if any.
-    pub media_tcp_listen: Option<SocketAddr>,
+    /// Where ICE-TCP media is served.
+    pub ice_tcp: IceTcpSetting,
     pub public_ips: Vec<std::net::IpAddr>,
     /// Seed a demo room, appointment and staff accounts into an empty data folder.
     pub demo: bool,
+}
+
+/// Where ICE-TCP media is served (`--media-tcp-port`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IceTcpSetting {
+    /// On the --listen port, told apart from HTTPS by each connection's first bytes.
+    SharedWithListen,
+    /// On a TCP port of its own, at this address.
+    OwnPort(SocketAddr),
+    /// Not at all: media over UDP only.
+    Off,
 }
 
 /// Where the HTTPS certificate comes from.
@@ -322,18 +334,21 @@ impl ServeConfig {
         };
         let media_listen = SocketAddr::new(listen.ip(), s.media_port.or(file.media_port).unwrap_or(DEFAULT_MEDIA_PORT));
         let public_ips = if s.public_ips.is_empty() { file.public_ips } else { s.public_ips };
-        let media_tcp_listen = match s.media_tcp_port.or(file.media_tcp_port).as_deref() {
-            Some("off") => None,
-            None => Some(SocketAddr::new(listen.ip(), DEFAULT_MEDIA_TCP_PORT)),
-            Some(port) => Some(SocketAddr::new(
+        let ice_tcp = match s.media_tcp_port.or(file.media_tcp_port).as_deref() {
+            None | Some("listen") => IceTcpSetting::SharedWithListen,
+            Some("off") => IceTcpSetting::Off,
+            Some(port) => IceTcpSetting::OwnPort(SocketAddr::new(
                 listen.ip(),
                 port.parse().map_err(|_| {
-                    ConfigError::new("--media-tcp-port", format!("{port:?} is not a port number or \"off\""))
+                    ConfigError::new(
+                        "--media-tcp-port",
+                        format!("{port:?} is not \"listen\", a port number or \"off\""),
+                    )
                 })?,
             )),
         };
         let config = Self {
-            media_tcp_listen,
+            ice_tcp,
             media_listen,
             public_ips,
             windows,
@@ -468,6 +483,17 @@ mod tests {
         std::fs::write(&file, "lisen = \"127.0.0.1:7000\"\n").unwrap();
         let e = parse(&["--config", file.to_str().unwrap()]).unwrap_err();
         assert!(e.to_string().contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn ice_tcp_shares_the_listen_port_unless_told_otherwise() {
+        assert_eq!(parse(&[]).unwrap().ice_tcp, IceTcpSetting::SharedWithListen);
+        assert_eq!(parse(&["--media-tcp-port", "listen"]).unwrap().ice_tcp, IceTcpSetting::SharedWithListen);
+        assert_eq!(parse(&["--media-tcp-port", "off"]).unwrap().ice_tcp, IceTcpSetting::Off);
+        let own = parse(&["--listen", "10.0.0.5:443", "--media-tcp-port", "8444"]).unwrap();
+        assert_eq!(own.ice_tcp, IceTcpSetting::OwnPort("10.0.0.5:8444".parse().unwrap()));
+        let e = parse(&["--media-tcp-port", "https"]).unwrap_err();
+        assert_eq!(e.setting, "--media-tcp-port");
     }
 
     #[test]

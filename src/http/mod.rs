@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod api;
 mod assets;
+pub mod demux;
 pub mod error;
 pub mod listener;
 pub mod observe;

@@ -1,5 +1,6 @@
 //! The `/ws` endpoint: upgrades to a WebSocket and hands it to the signalling layer, with the
-//! client's own address and the browser cookie that binds join links.
+//! client's own address, the gateway address it reached and the browser cookie that binds join
+//! links.
 
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -7,7 +8,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::api::links::BROWSER_COOKIE;
-use super::api::{Api, ClientIp, cookie};
+use super::api::{Api, ClientIp, ReachedIp, cookie};
 use crate::auth::digest;
 use crate::signal::{self, Frame, Peer, protocol};
 
@@ -18,13 +19,14 @@ const MAX_FRAME_BYTES: usize = protocol::MAX_MESSAGE_BYTES * 2;
 pub async fn upgrade(
     State(api): State<Api>,
     ClientIp(ip): ClientIp,
+    ReachedIp(gateway_ip): ReachedIp,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
     // A browser without the cookie gets a fresh identity: a link it presents binds to this
     // connection only, and the consultant page fetches /api/v1/join/link first to set it.
     let browser = cookie(&headers, BROWSER_COOKIE).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let peer = Peer { ip: Some(ip), browser: digest(&browser) };
+    let peer = Peer { ip: Some(ip), gateway_ip: Some(gateway_ip), browser: digest(&browser) };
     let (schedule, sessions, clock) = (api.schedule.clone(), api.sessions.clone(), api.clock.clone());
     ws.max_message_size(MAX_FRAME_BYTES).max_frame_size(MAX_FRAME_BYTES).on_upgrade(move |socket| async move {
         signal::run(AxumSocket(socket), peer, schedule, sessions, clock).await;

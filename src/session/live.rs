@@ -23,6 +23,7 @@ pub(super) enum Command {
     Connect {
         admission: Box<Admission>,
         ip: Option<std::net::IpAddr>,
+        gateway_ip: Option<std::net::IpAddr>,
         events: mpsc::UnboundedSender<SessionEvent>,
         reply: oneshot::Sender<Result<ConnId, EndReason>>,
     },
@@ -85,6 +86,8 @@ struct Conn {
     /// The member's peer connection in the media core, once it has sent its offer.
     media: Option<ParticipantKey>,
     ip: Option<std::net::IpAddr>,
+    /// The gateway's address this connection reached; the media core advertises it.
+    gateway_ip: Option<std::net::IpAddr>,
 }
 
 struct Member {
@@ -219,8 +222,8 @@ impl Live {
     /// Handles one command; true when the session is over.
     async fn handle(&mut self, command: Command) -> bool {
         match command {
-            Command::Connect { admission, ip, events, reply } => {
-                let result = self.connect(&admission, ip, events).await;
+            Command::Connect { admission, ip, gateway_ip, events, reply } => {
+                let result = self.connect(&admission, ip, gateway_ip, events).await;
                 let _ = reply.send(result);
             }
             Command::Offer { conn, sdp } => self.offer(conn, sdp).await,
@@ -294,11 +297,12 @@ impl Live {
         &mut self,
         admission: &Admission,
         ip: Option<std::net::IpAddr>,
+        gateway_ip: Option<std::net::IpAddr>,
         events: mpsc::UnboundedSender<SessionEvent>,
     ) -> Result<ConnId, EndReason> {
         let id = admission.member_id.to_string();
         let caller = Caller::new(admission.principal.clone(), ip);
-        let conn = Conn { id: self.shared.next_conn(), events, media: None, ip };
+        let conn = Conn { id: self.shared.next_conn(), events, media: None, ip, gateway_ip };
         let conn_id = conn.id;
         let role = admission.role();
         // Ask again inside the actor: a revocation or lockdown processed between the door and
@@ -369,6 +373,7 @@ impl Live {
         let Some(member) = self.member_by_conn(conn) else { return };
         let admitted = member.admitted;
         let current = member.conn.as_ref().and_then(|c| c.media);
+        let gateway_ip = member.conn.as_ref().and_then(|c| c.gateway_ip);
         if let Some(current) = current {
             // A further offer on the same peer connection (a track added or stopped, an ICE
             // restart) is applied in place, and media keeps flowing.
@@ -395,7 +400,7 @@ impl Live {
             }
         }
         let key = self.shared.new_media_key(self.appointment);
-        match self.shared.sfu.add_participant(session, key, sdp).await {
+        match self.shared.sfu.add_participant_via(session, key, sdp, gateway_ip).await {
             Ok(answer) => {
                 if let Some(member) = self.member_by_conn(conn) {
                     if let Some(c) = member.conn.as_mut() {

@@ -149,6 +149,7 @@ impl Sessions {
         &self,
         admission: Admission,
         ip: Option<std::net::IpAddr>,
+        gateway_ip: Option<std::net::IpAddr>,
         events: mpsc::UnboundedSender<SessionEvent>,
     ) -> Result<Connection, EndReason> {
         let appointment = admission.view.appointment.id;
@@ -168,7 +169,7 @@ impl Sessions {
         };
         let (reply, answer) = oneshot::channel();
         session
-            .send(Command::Connect { admission: Box::new(admission), ip, events, reply })
+            .send(Command::Connect { admission: Box::new(admission), ip, gateway_ip, events, reply })
             .map_err(|_| EndReason::Shutdown)?;
         let conn = answer.await.map_err(|_| EndReason::Shutdown)??;
         Ok(Connection { conn, session })

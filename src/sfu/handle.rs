@@ -4,7 +4,7 @@
 //! reply comes back on a oneshot channel. No lock is shared between the two sides.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use str0m::change::{SdpAnswer, SdpOffer};
@@ -22,6 +22,8 @@ pub(crate) enum Command {
     AddParticipant {
         session: SessionKey,
         participant: ParticipantKey,
+        /// The gateway address the client's signalling reached, when known.
+        reached: Option<IpAddr>,
         offer: ClientOffer,
         reply: oneshot::Sender<Result<String, SfuError>>,
     },
@@ -97,8 +99,21 @@ impl SfuHandle {
         participant: ParticipantKey,
         offer_sdp: String,
     ) -> Result<String, SfuError> {
+        self.add_participant_via(session, participant, offer_sdp, None).await
+    }
+
+    /// [`SfuHandle::add_participant`] for a client whose signalling reached the gateway at
+    /// `reached`: where the gateway listens on all its addresses, that is the one its
+    /// candidates name, so a client only ever learns the gateway address it already knows.
+    pub async fn add_participant_via(
+        &self,
+        session: SessionKey,
+        participant: ParticipantKey,
+        offer_sdp: String,
+        reached: Option<IpAddr>,
+    ) -> Result<String, SfuError> {
         let offer = parse_offer(&offer_sdp)?;
-        self.call(|reply| Command::AddParticipant { session, participant, offer, reply }).await?
+        self.call(|reply| Command::AddParticipant { session, participant, reached, offer, reply }).await?
     }
 
     /// Applies a further offer from the participant's client to its existing peer connection

@@ -1,13 +1,14 @@
 //! ICE-TCP, passive only (RFC 6544 with RFC 4571 framing): the fallback for networks that
 //! let only outbound TCP through.
 //!
-//! One task accepts connections; one task per connection reads frames and writes the frames
-//! the media loop queues for it. They never touch an `Rtc`: every received packet goes to the
+//! Connections arrive through an [`IceTcpIntake`]: handed over by the shared HTTPS port, which
+//! recognises them by their first bytes ([`opens_ice_tcp`]), or accepted on a port of ICE-TCP's
+//! own. One task per connection reads frames and writes the frames the media loop queues for it. They never touch an `Rtc`: every received packet goes to the
 //! media loop as a [`TcpEvent`], and the media loop hands each connection a bounded queue of
 //! packets to send. The gateway only answers here as on UDP: it never dials a client.
 //!
 //! Resource bounds, since any host on the network can open connections (see [`LIMITS`]):
-//! - at most 1024 connections at once; further ones are closed on accept;
+//! - at most 1024 connections at once; further ones are closed at once;
 //! - frames above [`framing::MAX_FRAME_BYTES`] close the connection;
 //! - a connection must carry a STUN binding request that a participant accepts within 10 s,
 //!   and then stay active;
@@ -18,6 +19,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use str0m::net::DatagramSend;
@@ -89,32 +91,129 @@ pub(crate) enum TcpEvent {
     Closed { conn: ConnId, remote: SocketAddr },
 }
 
-/// Accepts connections until the media loop stops listening.
-pub(crate) async fn accept_loop(listener: TcpListener, events: mpsc::Sender<TcpEvent>, limits: Limits) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let mut next_id = 0u64;
+/// Takes ICE-TCP connections that were accepted elsewhere and serves each one. This is how
+/// the shared HTTPS port hands over a connection whose first bytes open ICE-TCP, and how this
+/// module's own listener (a port of its own) serves what it accepts.
+///
+/// It knows nothing of where the connection came from: it gets a TCP stream, the client's
+/// address and the bytes already read from the stream, which it serves as the stream's start.
+#[derive(Clone)]
+pub struct IceTcpIntake {
+    events: mpsc::Sender<TcpEvent>,
+    /// One per open connection, validated or not; see [`Limits::max_connections`].
+    permits: Arc<Semaphore>,
+    /// Names connections; shared by every clone so that names never repeat.
+    next_id: Arc<AtomicU64>,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for IceTcpIntake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceTcpIntake").finish_non_exhaustive()
+    }
+}
+
+/// The media loop's end of an [`IceTcpIntake`]: every connection's events.
+#[derive(Debug)]
+pub struct IceTcpConnections(pub(crate) mpsc::Receiver<TcpEvent>);
+
+/// Why the intake would not take a connection; the stream is closed either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IntakeRefusal {
+    #[error("the gateway already serves its limit of ICE-TCP connections")]
+    AtLimit,
+    #[error("the media core has stopped")]
+    Stopped,
+}
+
+impl IceTcpIntake {
+    /// An intake with the gateway's bounds, and the end to give the media core.
+    pub fn new() -> (IceTcpIntake, IceTcpConnections) {
+        IceTcpIntake::with_limits(LIMITS)
+    }
+
+    pub(crate) fn with_limits(limits: Limits) -> (IceTcpIntake, IceTcpConnections) {
+        let (events, rx) = mpsc::channel(EVENT_QUEUE);
+        let intake = IceTcpIntake {
+            events,
+            permits: Arc::new(Semaphore::new(limits.max_connections)),
+            next_id: Arc::new(AtomicU64::new(0)),
+            limits,
+        };
+        (intake, IceTcpConnections(rx))
+    }
+
+    /// Serves `stream`, from `remote`, whose first bytes the caller already read into
+    /// `first_bytes`. Over the connection limit, or once the media core has stopped, the stream
+    /// is dropped (and so closed) at once.
+    pub fn take(&self, stream: TcpStream, remote: SocketAddr, first_bytes: Vec<u8>) -> Result<(), IntakeRefusal> {
+        if self.events.is_closed() {
+            return Err(IntakeRefusal::Stopped);
+        }
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            debug!("ICE-TCP connection refused: at the connection limit");
+            return Err(IntakeRefusal::AtLimit);
+        };
+        let conn = ConnId(self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
+        tokio::spawn(serve(stream, remote, conn, first_bytes, self.events.clone(), self.limits, permit));
+        Ok(())
+    }
+
+    /// Resolves once the media core no longer listens.
+    async fn stopped(&self) {
+        self.events.closed().await;
+    }
+}
+
+/// Accepts connections on a port of ICE-TCP's own until the media loop stops listening.
+pub(crate) async fn accept_loop(listener: TcpListener, intake: IceTcpIntake) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            () = events.closed() => break,
+            () = intake.stopped() => break,
         };
-        let (stream, remote) = match accepted {
-            Ok(accepted) => accepted,
+        match accepted {
+            // A refused stream is already closed; the intake said why at debug level.
+            Ok((stream, remote)) => drop(intake.take(stream, remote, Vec::new())),
             Err(e) => {
                 debug!(error = %e, "ICE-TCP accept failed");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
             }
-        };
-        // Dropping the stream closes it: over the limit, a newcomer waits for nothing.
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            debug!("ICE-TCP connection refused: at the connection limit");
-            continue;
-        };
-        next_id += 1;
-        tokio::spawn(serve(stream, remote, ConnId(next_id), events.clone(), limits, permit));
+        }
     }
     debug!("ICE-TCP listener stopped");
+}
+
+/// How many bytes [`opens_ice_tcp`] needs to decide: a frame's length and a STUN header up to
+/// the end of its magic cookie.
+pub const OPENING_BYTES: usize = 10;
+
+/// Whether a connection's first bytes open ICE-TCP: an RFC 4571 frame holding a STUN binding
+/// request (a length of 20 to [`framing::MAX_FRAME_BYTES`], the binding-request type, a STUN
+/// length that fills the frame, and the magic cookie). `None` while too few bytes have arrived
+/// to tell; each byte is checked as soon as it arrives, so most other protocols are told apart
+/// by their first byte or two.
+pub fn opens_ice_tcp(first_bytes: &[u8]) -> Option<bool> {
+    // Each check runs as soon as its bytes are in, so that another protocol is told apart
+    // early: a TLS record or an HTTP request already by its first byte.
+    if let Some(&high) = first_bytes.first()
+        && usize::from(high) > framing::MAX_FRAME_BYTES >> 8
+    {
+        return Some(false);
+    }
+    let frame_len = usize::from(u16::from_be_bytes(*first_bytes.first_chunk::<2>()?));
+    if !(STUN_HEADER_BYTES..=framing::MAX_FRAME_BYTES).contains(&frame_len) {
+        return Some(false);
+    }
+    let stun = &first_bytes[2..];
+    if stun.len() >= 2 && stun[..2] != BINDING_REQUEST {
+        return Some(false);
+    }
+    if stun.len() >= 4 && usize::from(u16::from_be_bytes([stun[2], stun[3]])) + STUN_HEADER_BYTES != frame_len {
+        return Some(false);
+    }
+    let cookie = stun.get(4..8)?;
+    Some(cookie == STUN_MAGIC_COOKIE)
 }
 
 /// Why a connection ended; only ever logged at debug level.
@@ -136,6 +235,7 @@ async fn serve(
     stream: TcpStream,
     remote: SocketAddr,
     conn: ConnId,
+    first_bytes: Vec<u8>,
     events: mpsc::Sender<TcpEvent>,
     limits: Limits,
     _permit: OwnedSemaphorePermit,
@@ -149,23 +249,52 @@ async fn serve(
     if events.send(TcpEvent::Opened { conn, remote, outgoing, validated }).await.is_err() {
         return;
     }
-    let reason = run_connection(stream, remote, conn, &events, queue, on_validated, limits).await;
+    let upstream = Upstream { conn, remote, events };
+    let reason = run_connection(stream, &upstream, first_bytes, queue, on_validated, limits).await;
     debug!(?reason, "ICE-TCP connection closed");
     // Best effort: if the media loop has stopped there is no one left to tell.
-    let _ = events.send(TcpEvent::Closed { conn, remote }).await;
+    let _ = upstream.events.send(TcpEvent::Closed { conn, remote }).await;
+}
+
+/// Where one connection's packets go: the media loop, named by connection and client address.
+struct Upstream {
+    conn: ConnId,
+    remote: SocketAddr,
+    events: mpsc::Sender<TcpEvent>,
+}
+
+impl Upstream {
+    /// Sends every whole frame the decoder holds to the media loop.
+    async fn forward(&self, decoder: &mut FrameDecoder) -> Result<(), CloseReason> {
+        loop {
+            let data = match decoder.next_frame() {
+                Ok(Some(frame)) => frame.to_vec(),
+                Ok(None) => return Ok(()),
+                Err(_) => return Err(CloseReason::BadFrame),
+            };
+            let packet = TcpEvent::Packet { conn: self.conn, remote: self.remote, data };
+            if self.events.send(packet).await.is_err() {
+                return Err(CloseReason::MediaLoopGone);
+            }
+        }
+    }
 }
 
 async fn run_connection(
     stream: TcpStream,
-    remote: SocketAddr,
-    conn: ConnId,
-    events: &mpsc::Sender<TcpEvent>,
+    upstream: &Upstream,
+    first_bytes: Vec<u8>,
     mut queue: mpsc::Receiver<DatagramSend>,
     mut on_validated: oneshot::Receiver<()>,
     limits: Limits,
 ) -> CloseReason {
     let (mut reader, mut writer) = stream.into_split();
     let mut decoder = FrameDecoder::new();
+    // The bytes another listener read to recognise the connection are its stream's start.
+    decoder.extend(&first_bytes);
+    if let Err(reason) = upstream.forward(&mut decoder).await {
+        return reason;
+    }
     let mut buf = vec![0u8; READ_BUFFER_BYTES];
     let opened = Instant::now();
     let mut last_read = opened;
@@ -183,15 +312,8 @@ async fn run_connection(
                 };
                 last_read = Instant::now();
                 decoder.extend(&buf[..n]);
-                loop {
-                    let data = match decoder.next_frame() {
-                        Ok(Some(frame)) => frame.to_vec(),
-                        Ok(None) => break,
-                        Err(_) => return CloseReason::BadFrame,
-                    };
-                    if events.send(TcpEvent::Packet { conn, remote, data }).await.is_err() {
-                        return CloseReason::MediaLoopGone;
-                    }
+                if let Err(reason) = upstream.forward(&mut decoder).await {
+                    return reason;
                 }
             }
             packet = queue.recv() => {
@@ -225,8 +347,14 @@ async fn run_connection(
 /// the only packet that may validate a new connection. Integrity is checked by the
 /// participant that accepts it, not here.
 pub(crate) fn is_binding_request(packet: &[u8]) -> bool {
-    packet.len() >= 20 && packet[..2] == [0x00, 0x01] && packet[4..8] == [0x21, 0x12, 0xa4, 0x42]
+    packet.len() >= STUN_HEADER_BYTES && packet[..2] == BINDING_REQUEST && packet[4..8] == STUN_MAGIC_COOKIE
 }
+
+/// A STUN message's fixed header: type, length, magic cookie, transaction id (RFC 8489 §5).
+const STUN_HEADER_BYTES: usize = 20;
+/// The message type of a Binding request: method 0x001, class request.
+const BINDING_REQUEST: [u8; 2] = [0x00, 0x01];
+const STUN_MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
 
 #[cfg(test)]
 mod tests {
@@ -243,8 +371,8 @@ mod tests {
     async fn start(limits: Limits) -> (SocketAddr, mpsc::Receiver<TcpEvent>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (events, rx) = mpsc::channel(EVENT_QUEUE);
-        tokio::spawn(accept_loop(listener, events, limits));
+        let (intake, IceTcpConnections(rx)) = IceTcpIntake::with_limits(limits);
+        tokio::spawn(accept_loop(listener, intake));
         (addr, rx)
     }
 
@@ -404,5 +532,85 @@ mod tests {
         let mut no_cookie = request.clone();
         no_cookie[4] = 0;
         assert!(!is_binding_request(&no_cookie));
+    }
+
+    /// A framed binding request as a client's first write: frame length, STUN header, one
+    /// attribute.
+    fn framed_binding_request() -> Vec<u8> {
+        let mut stun = vec![0x00, 0x01, 0x00, 0x08, 0x21, 0x12, 0xa4, 0x42];
+        stun.extend([7; 12]); // transaction id
+        stun.extend([0x00, 0x06, 0x00, 0x04, b'u', b's', b'e', b'r']); // USERNAME
+        framing::encode(&stun).unwrap()
+    }
+
+    #[test]
+    fn a_framed_binding_request_opens_ice_tcp_and_other_protocols_do_not() {
+        let request = framed_binding_request();
+        assert_eq!(opens_ice_tcp(&request), Some(true));
+        assert_eq!(opens_ice_tcp(&request[..OPENING_BYTES]), Some(true));
+        for short in 0..OPENING_BYTES {
+            assert_eq!(opens_ice_tcp(&request[..short]), None, "decided on {short} bytes");
+        }
+        // A TLS ClientHello record and a plain HTTP request are told apart by their first byte.
+        assert_eq!(opens_ice_tcp(&[0x16]), Some(false));
+        assert_eq!(opens_ice_tcp(b"G"), Some(false));
+        // Frames that are not a binding request with its cookie, as soon as that shows.
+        let mut tampered = request.clone();
+        tampered[3] = 0x11; // a STUN indication
+        assert_eq!(opens_ice_tcp(&tampered[..4]), Some(false));
+        let mut tampered = request.clone();
+        tampered[5] = 0x0c; // a STUN length that does not fill the frame
+        assert_eq!(opens_ice_tcp(&tampered[..6]), Some(false));
+        let mut tampered = request.clone();
+        tampered[9] = 0x43; // not the magic cookie
+        assert_eq!(opens_ice_tcp(&tampered), Some(false));
+        assert_eq!(opens_ice_tcp(&[0x00, 0x13]), Some(false), "shorter than a STUN header");
+        assert_eq!(opens_ice_tcp(&[0x08, 0x01]), Some(false), "longer than the frame limit");
+    }
+
+    #[tokio::test]
+    async fn a_handed_over_connection_starts_with_the_bytes_already_read() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (intake, IceTcpConnections(mut rx)) = IceTcpIntake::with_limits(SHORT);
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let (mut accepted, remote) = listener.accept().await.unwrap();
+
+        // Another listener read the first frame and half of the second before handing over.
+        let request = framed_binding_request();
+        let second = framing::encode(b"second").unwrap();
+        let mut already_read = request.clone();
+        already_read.extend_from_slice(&second[..3]);
+        client.write_all(&already_read).await.unwrap();
+        let mut consumed = vec![0; already_read.len()];
+        accepted.read_exact(&mut consumed).await.unwrap();
+        intake.take(accepted, remote, consumed).unwrap();
+        client.write_all(&second[3..]).await.unwrap();
+
+        assert!(matches!(next(&mut rx).await, TcpEvent::Opened { remote: r, .. } if r == remote));
+        for expected in [&request[2..], b"second"] {
+            match next(&mut rx).await {
+                TcpEvent::Packet { data, .. } => assert_eq!(data, expected),
+                other => panic!("expected a packet, got {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_intake_refuses_beyond_the_limit_and_after_the_media_loop() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (intake, IceTcpConnections(rx)) = IceTcpIntake::with_limits(SHORT);
+        let mut kept = Vec::new();
+        for expected in [Ok(()), Ok(()), Err(IntakeRefusal::AtLimit)] {
+            let client = TcpStream::connect(addr).await.unwrap();
+            let (accepted, remote) = listener.accept().await.unwrap();
+            assert_eq!(intake.take(accepted, remote, Vec::new()), expected);
+            kept.push(client);
+        }
+        drop(rx);
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, remote) = listener.accept().await.unwrap();
+        assert_eq!(intake.take(accepted, remote, Vec::new()), Err(IntakeRefusal::Stopped));
     }
 }

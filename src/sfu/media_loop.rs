@@ -152,8 +152,8 @@ impl MediaLoop {
 
     pub(crate) fn handle_command(&mut self, command: Command) {
         match command {
-            Command::AddParticipant { session, participant, offer, reply } => {
-                let _ = reply.send(self.add_participant(session, participant, offer));
+            Command::AddParticipant { session, participant, reached, offer, reply } => {
+                let _ = reply.send(self.add_participant(session, participant, reached, offer));
             }
             Command::Renegotiate { participant, offer, reply } => {
                 let _ = reply.send(self.renegotiate(participant, offer));
@@ -190,6 +190,7 @@ impl MediaLoop {
         &mut self,
         session: SessionKey,
         key: ParticipantKey,
+        reached: Option<std::net::IpAddr>,
         offer: ClientOffer,
     ) -> Result<String, SfuError> {
         if self.participants.contains_key(&key) {
@@ -198,7 +199,7 @@ impl MediaLoop {
         self.next_label += 1;
         let label = format!("gh{}", self.next_label);
         let config = self.rtc_config.clone();
-        let advertised = &self.advertised;
+        let advertised = &self.advertised.for_participant(reached);
         let now = self.now;
         // str0m's builder panics rather than returning some errors; keep that inside this call.
         let accepted =
@@ -330,26 +331,30 @@ impl MediaLoop {
         data: &[u8],
         source: SocketAddr,
     ) -> Option<ParticipantKey> {
-        // str0m matches STUN requests against our candidates, so the destination must be the
-        // advertised address (the public one behind a 1:1 NAT) of this transport, not the
-        // socket's own.
-        let advertised = if proto == Protocol::Tcp { &self.advertised.tcp } else { &self.advertised.udp };
-        let destination = advertised.iter().find(|a| a.is_ipv4() == source.is_ipv4()).copied()?;
-        let Ok(receive) = Receive::new(proto, source, destination, data) else {
+        // The destination is set once the owner is known: `accepts` does not read it.
+        let Ok(receive) = Receive::new(proto, source, source, data) else {
             // Not STUN, DTLS, RTP or RTCP: nothing to do with us.
             return None;
         };
-        let input = Input::Receive(self.now, receive);
+        let mut input = Input::Receive(self.now, receive);
         let owner = self.participants.values().find(|p| {
             // `accepts` only reads state, but it runs on untrusted input: a panic there counts
             // as "not this participant" and the participant's own handling will meet it again.
             catch_unwind(AssertUnwindSafe(|| p.accepts(&input))).unwrap_or(false)
         });
-        let Some(key) = owner.map(|p| p.key) else {
+        let Some(owner) = owner else {
             // Common for the first STUN packets of a client whose offer is still in flight.
             debug!(?proto, "no participant accepts a datagram");
             return None;
         };
+        // str0m matches STUN requests against the participant's candidates, so the destination
+        // is the address its candidate advertised (the public one behind a 1:1 NAT, or the one
+        // its signalling reached), not the socket's own.
+        let key = owner.key;
+        let destination = owner.candidates.destination(proto, source)?;
+        if let Input::Receive(_, receive) = &mut input {
+            receive.destination = destination;
+        }
         self.guarded(key, |p| p.handle_input(input));
         self.dirty.push(key);
         Some(key)

@@ -8,8 +8,10 @@
 //! - `media_loop.rs`: the one task that owns the socket and every participant. Its handlers
 //!   take the time from the loop's `now`, which `run` reads from the clock once per turn and
 //!   tests set by hand (`virtual_time_tests.rs` drives the loop with no socket, in virtual time).
-//! - `ice_tcp.rs`, `framing.rs`: the ICE-TCP listener and its RFC 4571 framing; they pass
-//!   packets to the media loop over channels and never touch a participant.
+//! - `ice_tcp.rs`, `framing.rs`: ICE-TCP connections and their RFC 4571 framing. Connections
+//!   come through an `IceTcpIntake`, handed over by the shared HTTPS port (which only learns
+//!   from `opens_ice_tcp` which connections are ours) or accepted on a port of ICE-TCP's own;
+//!   they pass packets to the media loop over channels and never touch a participant.
 //! - `participant.rs`: one peer connection, its tracks and its renegotiation.
 //! - `simulcast.rs`: which layer of a simulcast source each subscriber gets.
 //! - `keyframe.rs`: the keyframe-request throttle, per stream (per layer in simulcast).
@@ -63,10 +65,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::info;
 
-pub use config::SfuConfig;
+pub use config::{IceTcp, SfuConfig};
 pub use error::SfuError;
 pub use event::{DisconnectReason, FailureReason, SfuEvent};
 pub use handle::SfuHandle;
+pub use ice_tcp::{IceTcpConnections, IceTcpIntake, IntakeRefusal, OPENING_BYTES, opens_ice_tcp};
 pub use ids::{ParticipantKey, SessionKey};
 
 /// The starting point of the send-side bandwidth estimate (TWCC); it adapts from there.
@@ -77,7 +80,7 @@ const INITIAL_BITRATE_KBPS: u64 = 1_000;
 pub struct Sfu;
 
 impl Sfu {
-    /// Binds the media socket (and the ICE-TCP listener, if configured) and spawns the media
+    /// Binds the media socket (and ICE-TCP's own listener, if configured) and spawns the media
     /// loop on the current tokio runtime.
     ///
     /// The loop runs until every [`SfuHandle`] is dropped; the join handle completes then, and
@@ -90,22 +93,21 @@ impl Sfu {
         info!(port = bound.port(), "media socket bound");
 
         // Bind before spawning anything, so a bad address fails the start and leaks no task.
-        let listener = match config.tcp_bind {
-            Some(addr) => {
+        let (tcp_bound, tcp_events) = match config.ice_tcp {
+            IceTcp::Off => (None, None),
+            IceTcp::OwnPort(addr) => {
                 let listener = TcpListener::bind(addr).await.map_err(SfuError::BindTcp)?;
                 let tcp_bound = listener.local_addr().map_err(SfuError::BindTcp)?;
-                advertised.tcp = config::advertised_addrs(tcp_bound, &config.public_ips);
                 info!(port = tcp_bound.port(), "ICE-TCP listener bound");
-                Some((listener, tcp_bound))
+                let (intake, connections) = IceTcpIntake::new();
+                tokio::spawn(ice_tcp::accept_loop(listener, intake));
+                (Some(tcp_bound), Some(connections.0))
             }
-            None => None,
+            IceTcp::Shared { port_of, connections } => (Some(port_of), Some(connections.0)),
         };
-        let tcp_bound = listener.as_ref().map(|(_, addr)| *addr);
-        let tcp_events = listener.map(|(listener, _)| {
-            let (events_tx, events_rx) = mpsc::channel(ice_tcp::EVENT_QUEUE);
-            tokio::spawn(ice_tcp::accept_loop(listener, events_tx, ice_tcp::LIMITS));
-            events_rx
-        });
+        if let Some(tcp_bound) = tcp_bound {
+            advertised.tcp = config::advertised_addrs(tcp_bound, &config.public_ips);
+        }
 
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let media_loop = media_loop::MediaLoop::new(rtc_config(), advertised);

@@ -134,6 +134,8 @@ pub(crate) struct Participant {
     /// What the estimator was last told (minimum, desired, in bits per second), so it is told
     /// again only on a real change: each raise of `desired` may start a probe.
     bwe_told: (u64, u64),
+    /// The gateway's own candidates this participant was given.
+    pub(crate) candidates: Advertised,
 }
 
 impl Participant {
@@ -180,6 +182,7 @@ impl Participant {
             estimate: None,
             next_allocation: now,
             bwe_told: (0, 0),
+            candidates: candidates.clone(),
         };
         Ok((participant, answer))
     }

@@ -69,7 +69,7 @@ async fn public_ips_are_advertised_instead_of_the_bound_address() {
     let config = SfuConfig {
         udp_bind: "127.0.0.1:0".parse().unwrap(),
         public_ips: vec!["203.0.113.7".parse().unwrap()],
-        tcp_bind: None,
+        ice_tcp: IceTcp::Off,
     };
     let (sfu, _task) = Sfu::start(config).await.unwrap();
     let answer = sfu.add_participant(SessionKey(1), ParticipantKey(1), client_offer()).await.unwrap();
@@ -121,7 +121,10 @@ async fn the_gateway_never_sends_first_to_an_address_a_client_supplied() {
 }
 
 fn tcp_config() -> SfuConfig {
-    SfuConfig { tcp_bind: Some("127.0.0.1:0".parse().unwrap()), ..SfuConfig::new("127.0.0.1:0".parse().unwrap()) }
+    SfuConfig {
+        ice_tcp: IceTcp::OwnPort("127.0.0.1:0".parse().unwrap()),
+        ..SfuConfig::new("127.0.0.1:0".parse().unwrap())
+    }
 }
 
 #[tokio::test]
@@ -143,6 +146,23 @@ async fn ice_tcp_adds_a_passive_candidate_on_the_advertised_addresses() {
     assert_eq!(sfu.local_tcp_addr(), None);
     let answer = sfu.add_participant(SessionKey(1), ParticipantKey(1), client_offer()).await.unwrap();
     assert!(!answer.contains(" tcp ") && !answer.contains("tcptype"));
+}
+
+#[tokio::test]
+async fn a_shared_port_is_advertised_as_the_tcp_candidate() {
+    let (_intake, connections) = IceTcpIntake::new();
+    let shared: std::net::SocketAddr = "10.0.0.5:443".parse().unwrap();
+    let config = SfuConfig {
+        public_ips: vec!["203.0.113.7".parse().unwrap()],
+        ice_tcp: IceTcp::Shared { port_of: shared, connections },
+        ..SfuConfig::new("127.0.0.1:0".parse().unwrap())
+    };
+    let (sfu, _task) = Sfu::start(config).await.unwrap();
+    assert_eq!(sfu.local_tcp_addr(), Some(shared));
+    let answer = sfu.add_participant(SessionKey(1), ParticipantKey(1), client_offer()).await.unwrap();
+    let tcp: Vec<&str> = answer.lines().filter(|l| l.starts_with("a=candidate") && l.contains(" tcp ")).collect();
+    assert_eq!(tcp.len(), 1, "{tcp:?}");
+    assert!(tcp[0].contains(" 203.0.113.7 443 typ host tcptype passive"), "{tcp:?}");
 }
 
 #[tokio::test]

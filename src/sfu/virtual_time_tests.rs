@@ -46,7 +46,13 @@ impl Wire {
         let (reply, mut answer) = oneshot::channel();
         let offer = parse_offer(&offer.to_sdp_string()).unwrap();
         let participant = ParticipantKey(1);
-        media.handle_command(Command::AddParticipant { session: SessionKey(1), participant, offer, reply });
+        media.handle_command(Command::AddParticipant {
+            session: SessionKey(1),
+            participant,
+            reached: None,
+            offer,
+            reply,
+        });
         let answer = answer.try_recv().unwrap().unwrap();
         client.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap()).unwrap();
         Wire { media, client, events, client_reachable: true, client_connected: false }

@@ -64,6 +64,8 @@ pub trait Socket: Send {
 pub struct Peer {
     /// The client's own address, for its own audit records only.
     pub ip: Option<IpAddr>,
+    /// The gateway's address the client reached: its media candidates use this one.
+    pub gateway_ip: Option<IpAddr>,
     /// The hash of the browser cookie that binds join links to one browser.
     pub browser: [u8; 32],
 }
@@ -102,7 +104,7 @@ pub async fn run(mut socket: impl Socket, peer: Peer, schedule: Schedule, sessio
         Err(_) => return,
     };
     let (events_tx, mut events) = mpsc::unbounded_channel();
-    let connection = match sessions.connect(admission, peer.ip, events_tx).await {
+    let connection = match sessions.connect(admission, peer.ip, peer.gateway_ip, events_tx).await {
         Ok(connection) => connection,
         Err(reason) => {
             socket.send(protocol::error_message(reason.code(), &reason.message())).await;

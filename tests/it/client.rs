@@ -242,6 +242,12 @@ pub struct JoinOptions {
     /// Reach the gateway's media port only through this UDP address (a relay the test runs):
     /// the gateway's candidates are rewritten to it in every SDP the peer applies.
     pub via: Option<SocketAddr>,
+    /// Where to reach the gateway, when not at its own listening address (from another
+    /// network, say); the TLS name checked is still `localhost`.
+    pub gateway: Option<SocketAddr>,
+    /// Candidate lines (`candidate:...`) added to the offer and trickled too, as a hostile
+    /// client could: addresses the gateway must never send to.
+    pub extra_candidates: &'static [&'static str],
 }
 
 /// What a simulcast camera's packets must carry so the gateway can tell its layers apart: the
@@ -347,12 +353,13 @@ impl Peer {
 
     /// [`Peer::join`] with [`JoinOptions`].
     pub async fn join_with(gw: &Gateway, ip: IpAddr, credential: Value, id: u8, options: JoinOptions) -> Arc<Peer> {
-        let JoinOptions { share_screen, tcp_only, camera, simulcast, via } = options;
-        let url = format!("wss://localhost:{}/ws", gw.public.port());
-        let request = url.into_client_request().unwrap();
+        let JoinOptions { share_screen, tcp_only, camera, simulcast, via, gateway, extra_candidates } = options;
+        let gateway = gateway.unwrap_or(gw.public);
+        let request = format!("wss://localhost:{}/ws", gateway.port()).into_client_request().unwrap();
         let connector = tokio_tungstenite::Connector::Rustls(client_config(&gw.ca_path(), &rustls::version::TLS13));
+        let tcp = tokio::net::TcpStream::connect(gateway).await.unwrap();
         let (ws, _) =
-            tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector)).await.unwrap();
+            tokio_tungstenite::client_async_tls_with_config(request, tcp, None, Some(connector)).await.unwrap();
         let (mut sink, mut stream) = ws.split();
         let (outgoing, mut outgoing_rx) = mpsc::unbounded_channel::<Message>();
         tokio::spawn(async move {
@@ -428,14 +435,23 @@ impl Peer {
         let offer = pc.create_offer(None).await.unwrap();
         pc.set_local_description(offer).await.unwrap();
         tokio::time::timeout(Duration::from_secs(5), gathered_rx.recv()).await.unwrap();
-        let offer = pc.local_description().await.unwrap().sdp;
+        let mut offer = pc.local_description().await.unwrap().sdp;
         assert!(offer.contains(&ip.to_string()), "the peer must offer its own address");
         if tcp_only {
             let udp = offer.lines().filter(|l| l.starts_with("a=candidate") && l.to_lowercase().contains(" udp "));
             assert_eq!(udp.count(), 0, "a TCP-only peer offered a UDP candidate");
         }
         let simulcast = simulcast.then(|| SimulcastTags::from_offer(&offer));
+        // Into the first media section, beside the peer's own (all sections are bundled).
+        for candidate in extra_candidates {
+            offer = offer.replacen("a=candidate", &format!("a={candidate}\r\na=candidate"), 1);
+        }
         outgoing.send(Message::Text(json!({ "v": 1, "type": "offer", "sdp": offer }).to_string().into())).unwrap();
+        for candidate in extra_candidates {
+            let trickled =
+                json!({ "v": 1, "type": "candidate", "candidate": candidate, "sdpMid": "0", "sdpMLineIndex": 0 });
+            outgoing.send(Message::Text(trickled.to_string().into())).unwrap();
+        }
 
         // Reads the gateway's messages: SDP is handled here, the rest goes to the test.
         let (events_tx, events) = mpsc::unbounded_channel();

@@ -70,6 +70,63 @@ fn plain_http_on_the_tls_port_gets_nothing_useful() {
     assert!(!String::from_utf8_lossy(&reply).contains("Gatehouse"), "plain HTTP was served");
 }
 
+/// The first write of an ICE-TCP client: an RFC 4571 frame holding a STUN binding request.
+fn framed_binding_request() -> Vec<u8> {
+    let mut stun = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    stun.extend(*b"transaction1");
+    let mut frame = u16::try_from(stun.len()).unwrap().to_be_bytes().to_vec();
+    frame.extend(stun);
+    frame
+}
+
+/// Writes `opening` and reports whether the gateway closed the connection within `within`
+/// without sending a byte (`Some(true)`), sent something (`Some(false)`), or kept it open
+/// silently (`None`).
+fn closed_unanswered(public: std::net::SocketAddr, opening: &[u8], within: Duration) -> Option<bool> {
+    let mut sock = TcpStream::connect(public).unwrap();
+    sock.set_read_timeout(Some(within)).unwrap();
+    sock.write_all(opening).unwrap();
+    let mut reply = [0u8; 256];
+    match sock.read(&mut reply) {
+        Ok(0) => Some(true),
+        Ok(_) => Some(false),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => None,
+        // A reset is a close too.
+        Err(_) => Some(true),
+    }
+}
+
+#[test]
+fn the_public_port_serves_https_and_ice_tcp_and_closes_anything_else() {
+    let (gw, _dir) = Gateway::start();
+    // ICE-TCP is taken and waits, silent, for a binding request that a participant accepts
+    // (ICE-lite: the gateway answers only checks for a participant it knows).
+    assert_eq!(closed_unanswered(gw.public, &framed_binding_request(), Duration::from_millis(700)), None);
+    // Anything that opens neither TLS nor ICE-TCP is closed at once, unanswered.
+    for opening in [&b"SSH-2.0-OpenSSH_9.2\r\n"[..], b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", &[0x00, 0x14, 0x00, 0x11]] {
+        let closed = closed_unanswered(gw.public, opening, Duration::from_secs(3));
+        assert_eq!(closed, Some(true), "{:?} was not closed unanswered", String::from_utf8_lossy(opening));
+    }
+    // HTTPS on the same port, all the while.
+    let (response, _) = gw.https_get("/", &rustls::version::TLS13);
+    assert_eq!(response.status, 200);
+    let metrics = gw.admin_get("/metrics").body;
+    for line in [
+        r#"gatehouse_public_connections_total{outcome="ice_tcp"} 1"#,
+        r#"gatehouse_public_connections_total{outcome="unrecognised"} 3"#,
+        r#"gatehouse_public_connections_total{outcome="tls"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} not in:\n{metrics}");
+    }
+
+    // With ICE-TCP off, or on a port of its own, the public port refuses it too.
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start_in(dir.path(), &["--media-tcp-port", "off"]);
+    assert_eq!(closed_unanswered(gw.public, &framed_binding_request(), Duration::from_secs(3)), Some(true));
+    let metrics = gw.admin_get("/metrics").body;
+    assert!(metrics.contains(r#"gatehouse_public_connections_total{outcome="ice_tcp_not_served"} 1"#), "{metrics}");
+}
+
 #[test]
 fn admin_probes_and_metrics() {
     let (gw, _dir) = Gateway::start();

@@ -19,7 +19,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Checks that `peer` received `from`'s payloads: most of them, every one intact, and in order.
-fn assert_received(peer: &Peer, from: &Peer, sent: (u32, u32)) {
+pub fn assert_received(peer: &Peer, from: &Peer, sent: (u32, u32)) {
     let received = peer.received();
     for (kind, sent) in [(Kind::Audio, sent.0), (Kind::Video, sent.1)] {
         let got: Vec<_> = received.iter().filter(|r| r.kind == kind && r.sender == from.id).collect();
@@ -253,7 +253,11 @@ fn without_udp_the_consultation_runs_over_ice_tcp() {
         assert_received(&room, &clinician, clinician_sent);
         assert_received(&clinician, &room, room_sent);
         let seen_by_room = room.from_gateway.lock().unwrap().join("\n");
-        assert!(seen_by_room.contains("tcptype passive"), "the gateway offered no ICE-TCP candidate");
+        // One TCP port for everything: the candidate is the HTTPS listener's own address.
+        let tcp_candidates: Vec<&str> = seen_by_room.lines().filter(|l| l.contains("tcptype passive")).collect();
+        assert!(!tcp_candidates.is_empty(), "the gateway offered no ICE-TCP candidate");
+        let https = format!(" 127.0.0.1 {} typ host tcptype passive", desk.gw.public.port());
+        assert!(tcp_candidates.iter().all(|c| c.contains(&https)), "{tcp_candidates:?}");
         assert!(!seen_by_room.contains(CLINICIAN_IP));
         assert!(!clinician.from_gateway.lock().unwrap().join("\n").contains(ROOM_IP));
     });

@@ -25,6 +25,8 @@ pub struct Gateway {
     pub media: SocketAddr,
     /// Every line the gateway wrote to standard error so far.
     pub log: Arc<Mutex<Vec<String>>>,
+    /// Every line the gateway printed on standard output so far.
+    pub printed: Arc<Mutex<Vec<String>>>,
 }
 
 impl Gateway {
@@ -37,21 +39,42 @@ impl Gateway {
     /// Starts a gateway whose data and certificate folders live under `dir`. Its clock can be
     /// moved with [`Gateway::advance_clock`].
     pub fn start_in(dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(BINARY)
+        let mut args = vec!["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--media-port", "0"];
+        args.extend_from_slice(extra);
+        Self::launch(Command::new(BINARY), dir, &args)
+    }
+
+    /// Starts a gateway inside the network namespace `netns` (through `ip netns exec`), with
+    /// `args` saying where it listens.
+    pub fn start_in_netns(netns: &str, dir: &Path, args: &[&str]) -> Self {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", netns, BINARY]);
+        Self::launch(command, dir, args)
+    }
+
+    fn launch(mut command: Command, dir: &Path, args: &[&str]) -> Self {
+        let mut child = command
             .env("GATEHOUSE_TEST_CLOCK_OFFSET_FILE", dir.join("clock-offset"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--media-port", "0"])
-            .args(["--media-tcp-port", "0"])
+            .arg("serve")
             .args(["--log-format", "json"])
             .arg("--data-dir")
             .arg(dir.join("data"))
             .arg("--certs-dir")
             .arg(dir.join("certs"))
-            .args(extra)
+            .args(args)
             .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start gatehouse");
+        let stdout = child.stdout.take().unwrap();
+        let printed = Arc::new(Mutex::new(Vec::new()));
+        let sink = printed.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -83,7 +106,15 @@ impl Gateway {
                 other => panic!("unknown listener {other}"),
             }
         }
-        Self { child, dir: dir.to_owned(), public: public.unwrap(), admin: admin.unwrap(), media: media.unwrap(), log }
+        Self {
+            child,
+            dir: dir.to_owned(),
+            public: public.unwrap(),
+            admin: admin.unwrap(),
+            media: media.unwrap(),
+            log,
+            printed,
+        }
     }
 
     /// Moves the gateway's clock forward by `seconds` (in total, from its start).

@@ -87,12 +87,28 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        parts
-            .extensions
-            .get::<ConnectInfo<ClientAddr>>()
-            .map(|ConnectInfo(ClientAddr(addr))| Self(addr.ip()))
-            .ok_or_else(|| ApiError::internal(&"no client address on the request"))
+        connection(parts).map(|c| Self(c.remote.ip()))
     }
+}
+
+/// The gateway's own address that the caller's connection reached.
+#[derive(Debug, Clone, Copy)]
+pub struct ReachedIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ReachedIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        connection(parts).map(|c| Self(c.local.ip()))
+    }
+}
+
+fn connection(parts: &Parts) -> Result<ClientAddr, ApiError> {
+    parts
+        .extensions
+        .get::<ConnectInfo<ClientAddr>>()
+        .map(|ConnectInfo(client)| *client)
+        .ok_or_else(|| ApiError::internal(&"no client address on the request"))
 }
 
 /// A signed-in staff member. State-changing requests must also carry the session's CSRF
