@@ -108,7 +108,7 @@ export class Call extends EventTarget {
       // the same connection; media resumes without joining again.
       if (pc === this.pc && pc.connectionState === 'failed') this.negotiate({ iceRestart: true });
     });
-    for (const track of this.stream.getTracks()) this.addTrack(pc, track);
+    for (const track of this.stream.getTracks()) this.addCameraOrMicrophone(pc, track);
     if (this.screen) this.addScreenTracks();
     await this.negotiate();
   }
@@ -138,7 +138,7 @@ export class Call extends EventTarget {
   }
 
   /** Adds a microphone or camera track; the camera in simulcast where the browser can. */
-  addTrack(pc, track) {
+  addCameraOrMicrophone(pc, track) {
     const init = { direction: 'sendrecv', streams: [this.stream] };
     const layers = track.kind === 'video' ? cameraLayers(track.getSettings().width || 0) : [];
     if (layers.length > 1 && canSendSimulcast()) {
