@@ -3,8 +3,8 @@
 
 // The camera goes out in simulcast layers (full resolution and fractions of it); the gateway
 // forwards to each participant the one layer its connection can carry, so a poor prison link
-// degrades one picture without lowering everyone's. Browsers cap the number of layers by the
-// camera's size (two below 960 pixels wide, one below 480) and drop the top ones beyond the
+// degrades one picture without lowering everyone's. Chromium caps the number of layers by the
+// camera's size (about two below 960 pixels wide, one below 480) and drops the top ones beyond the
 // cap, so only as many layers as will be sent are asked for; the gateway goes by what arrives.
 function cameraLayers(width) {
   const full = { rid: 'f', scaleResolutionDownBy: 1 };
