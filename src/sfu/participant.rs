@@ -400,6 +400,11 @@ impl Participant {
     /// keyframes of newly chosen layers, and tells the estimator what to aim for.
     fn allocate_layers(&mut self, now: Instant) {
         self.next_allocation = now + ALLOCATION_INTERVAL;
+        if !self.forwarding {
+            // Out of the consultation (not admitted yet, or no longer): no say over anyone's
+            // encoder, and nothing to receive.
+            return;
+        }
         let open = |t: &&TrackOut| matches!(t.state, TrackOutState::Open(_));
         let plain: u64 =
             self.tracks_out.iter().filter(open).filter(|t| t.layers.is_none()).map(|t| t.sent.bitrate(now)).sum();

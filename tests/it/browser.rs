@@ -47,14 +47,18 @@ window.gatehouseCall.setScreen(canvas.captureStream(10));
 return true;
 "#;
 
-/// The camera layers the page sends: rid, current width and frames encoded so far.
+/// The camera layers the page sends: rid, current width, frames encoded so far, and the
+/// keyframe requests (PLI or FIR) that reached that layer.
 const SENT_LAYERS: &str = r#"
 const done = arguments[arguments.length - 1];
 window.gatehouseCall.pc.getStats().then((stats) => {
   const layers = [];
   stats.forEach((r) => {
     if (r.type === 'outbound-rtp' && r.kind === 'video' && r.rid) {
-      layers.push({ rid: r.rid, width: r.frameWidth || 0, frames: r.framesEncoded || 0 });
+      layers.push({
+        rid: r.rid, width: r.frameWidth || 0, frames: r.framesEncoded || 0,
+        keyframe_requests: (r.pliCount || 0) + (r.firCount || 0),
+      });
     }
   });
   done(layers);
@@ -217,6 +221,11 @@ fn decodes_one_clean_layer(viewer: &Browser<'_>, sender: &Browser<'_>, who: &str
     };
     eprintln!("{who}: layers {layer_widths:?}, {} flowing; decoded widths {seen:?}", sent.1);
     assert!(top >= 320, "{who}: the top layer is only {top} pixels wide");
+    // The switch to it waited for a keyframe the gateway asked of that very layer, by its rid.
+    let layers = sender.run_async(SENT_LAYERS);
+    let top_layer = layers.as_array().into_iter().flatten().find(|l| l["width"].as_u64() == Some(top));
+    let requests = top_layer.and_then(|l| l["keyframe_requests"].as_u64()).unwrap_or(0);
+    assert!(requests >= 1, "{who}: no keyframe request reached the top layer: {layers}");
     assert!(
         seen.iter().all(|w| layer_widths.contains(w)),
         "{who}: decoded widths {seen:?} are not all layer widths {layer_widths:?}"

@@ -3,8 +3,8 @@
 
 // The camera goes out in simulcast layers (full resolution and fractions of it); the gateway
 // forwards to each participant the one layer its connection can carry, so a poor prison link
-// degrades one picture without lowering everyone's. Browsers cap the number of layers by the
-// camera's size (two below 960 pixels wide, one below 480) and drop the top ones beyond the
+// degrades one picture without lowering everyone's. Chromium caps the number of layers by the
+// camera's size (about two below 960 pixels wide, one below 480) and drops the top ones beyond the
 // cap, so only as many layers as will be sent are asked for; the gateway goes by what arrives.
 function cameraLayers(width) {
   const full = { rid: 'f', scaleResolutionDownBy: 1 };
@@ -108,7 +108,7 @@ export class Call extends EventTarget {
       // the same connection; media resumes without joining again.
       if (pc === this.pc && pc.connectionState === 'failed') this.negotiate({ iceRestart: true });
     });
-    for (const track of this.stream.getTracks()) this.addTrack(pc, track);
+    for (const track of this.stream.getTracks()) this.addCameraOrMicrophone(pc, track);
     if (this.screen) this.addScreenTracks();
     await this.negotiate();
   }
@@ -138,7 +138,7 @@ export class Call extends EventTarget {
   }
 
   /** Adds a microphone or camera track; the camera in simulcast where the browser can. */
-  addTrack(pc, track) {
+  addCameraOrMicrophone(pc, track) {
     const init = { direction: 'sendrecv', streams: [this.stream] };
     const layers = track.kind === 'video' ? cameraLayers(track.getSettings().width || 0) : [];
     if (layers.length > 1 && canSendSimulcast()) {
