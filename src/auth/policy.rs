@@ -4,6 +4,7 @@
 
 use jiff::Timestamp;
 
+use crate::auth::device::DeviceHash;
 use crate::domain::{AppointmentId, LinkId, ParticipantRole, Role, RoomId, StaffId, StaffRole, Window, WindowPosition};
 
 /// Why something was refused. The codes are stable: clients, logs and the audit log use them.
@@ -93,9 +94,11 @@ pub enum Principal {
         id: StaffId,
         role: StaffRole,
     },
-    /// A room's kiosk, by its device credential.
+    /// A room's kiosk, by the device credential it presented: a replaced credential is no
+    /// longer the room's, so the kiosk holding it is refused (see [`Credential`]).
     Room {
         room: RoomId,
+        device: DeviceHash,
     },
     /// The holder of a verified join link.
     Link {
@@ -291,7 +294,7 @@ fn check_credential(principal: &Principal, credential: Credential) -> Result<(),
 /// A room acts only on its own bookings; a link only on its own appointment.
 fn check_scope(principal: &Principal, appointment: &AppointmentFacts) -> Result<(), Reason> {
     match principal {
-        Principal::Room { room } if *room != appointment.room => Err(Reason::RoomNotBooked),
+        Principal::Room { room, .. } if *room != appointment.room => Err(Reason::RoomNotBooked),
         Principal::Link { appointment: linked, .. } if *linked != appointment.id => Err(Reason::LinkInvalid),
         _ => Ok(()),
     }
@@ -351,6 +354,7 @@ mod tests {
     //! credential state × rate limit, checked against expectations written as tables.
 
     use super::*;
+    use crate::auth::device::DeviceHash;
     use crate::domain::{AppointmentId, LinkId, RoomId, StaffId};
     use Reason::*;
 
@@ -469,14 +473,15 @@ mod tests {
         let appointment_id = AppointmentId::new();
         let room = RoomId::new();
         let other_room = RoomId::new();
+        let device = DeviceHash([7; 32]);
         let link = |role, appointment| Principal::Link { link: LinkId::new(), appointment, role };
         let principals: Vec<(&str, Principal, bool)> = vec![
             ("anonymous", Principal::Anonymous, true),
             ("scheduler", Principal::Staff { id: StaffId::new(), role: StaffRole::Scheduler }, true),
             ("security", Principal::Staff { id: StaffId::new(), role: StaffRole::Security }, true),
             ("admin", Principal::Staff { id: StaffId::new(), role: StaffRole::Admin }, true),
-            ("room", Principal::Room { room }, true),
-            ("room", Principal::Room { room: other_room }, false),
+            ("room", Principal::Room { room, device }, true),
+            ("room", Principal::Room { room: other_room, device }, false),
             ("clinician", link(ParticipantRole::Clinician, appointment_id), true),
             ("clinician", link(ParticipantRole::Clinician, AppointmentId::new()), false),
             ("guest", link(ParticipantRole::Guest, appointment_id), true),
@@ -552,7 +557,7 @@ mod tests {
     #[test]
     fn a_participant_without_an_appointment_is_refused() {
         let now = moment(WindowPosition::During);
-        let room = Principal::Room { room: RoomId::new() };
+        let room = Principal::Room { room: RoomId::new(), device: DeviceHash([1; 32]) };
         let req = Request {
             principal: &room,
             action: Action::Join,

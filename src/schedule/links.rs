@@ -6,6 +6,7 @@ use jiff::Timestamp;
 
 use super::{AppointmentView, Change, Schedule, ScheduleError, object_of};
 use crate::audit::{EventKind, Object};
+use crate::auth::device::DeviceHash;
 use crate::auth::link_token::{LinkClaims, LinkRole};
 use crate::auth::policy::{Action, Credential, Principal, Reason};
 use crate::auth::{Caller, code, device};
@@ -203,14 +204,14 @@ impl Schedule {
         let Some(room) = self.store.room_by_device(&hash)? else {
             return Err(match self.store.revoked_device(&hash)? {
                 Some(room) => {
-                    let caller = Caller::new(Principal::Room { room }, ip);
+                    let caller = Caller::new(Principal::Room { room, device: DeviceHash(hash) }, ip);
                     let object = Object { room: code(room), ..Object::default() };
                     self.refuse(&caller, EventKind::AccessDenied, Reason::DeviceRevoked, object)
                 }
                 None => self.refuse(&anonymous, EventKind::AccessDenied, Reason::NotAuthenticated, Object::default()),
             });
         };
-        let caller = Caller::new(Principal::Room { room: room.id }, ip);
+        let caller = Caller::new(Principal::Room { room: room.id, device: DeviceHash(hash) }, ip);
         Ok((room.id, self.room_admission(&caller, room.id, now)))
     }
 

@@ -492,8 +492,10 @@ impl Schedule {
                 Some(record) if record.revoked_at.is_none() => Credential::Valid,
                 _ => Credential::Revoked,
             },
-            Principal::Room { room } => match self.store.room(*room)? {
-                Some(room) if room.device_active => Credential::Valid,
+            // Valid only while the credential the kiosk presented is still the room's own:
+            // replacing it ends a kiosk connected on the old one, as revoking does.
+            Principal::Room { room, device } => match self.store.room_by_device(&device.0)? {
+                Some(current) if current.id == *room => Credential::Valid,
                 _ => Credential::Revoked,
             },
             _ => Credential::Valid,

@@ -737,3 +737,31 @@ fn session_audit_records_carry_only_their_own_actors_address() {
         }
     }
 }
+
+#[test]
+fn replacing_the_rooms_device_credential_ends_the_kiosk_on_the_old_one_and_it_cannot_rejoin() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let Call { mut room, mut clinician, room_joined, .. } = admitted_call(&desk, &appointment);
+    let room_id = room_joined["participant_id"].clone();
+
+    let replaced =
+        desk.gw.staff_request(&desk.scheduler, "POST", &format!("/api/v1/rooms/{}/device", desk.room_id()), None);
+    assert_status(&replaced, 200);
+    room.expect_ended_within("device_revoked", POLICY_LATENCY);
+    // Only the kiosk: the clinician stays and sees the room away.
+    clinician.participants_until("the room away", |l| state_of(l, &room_id) == "away");
+
+    // The old credential cannot come back, even within the window.
+    let mut old = Ws::connect(&desk, ROOM_IP, None);
+    old.send(join_device(&desk.kiosk));
+    old.expect_error("device_revoked");
+    assert_eq!(old.expect_close(), Some(4401));
+
+    // The new one is the room's now.
+    let new_kiosk = replaced.json()["device_credential"].as_str().unwrap().to_owned();
+    let mut room = Ws::connect(&desk, ROOM_IP, None);
+    room.send(join_device(&new_kiosk));
+    let joined = room.expect("joined");
+    assert_eq!(joined["participant_id"], room_id, "the same room, as the same member");
+}
