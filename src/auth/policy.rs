@@ -308,6 +308,13 @@ fn check_status(appointment: &AppointmentFacts) -> Result<(), Reason> {
     }
 }
 
+/// Whether a consultation on this appointment may carry on now, whoever is in it: a live
+/// session whose appointment was cancelled, ended, locked down or moved away ends with this
+/// reason.
+pub fn consultation_may_continue(appointment: &AppointmentFacts, now: Timestamp) -> Result<(), Reason> {
+    check_consultation(Action::Remain, appointment, now)
+}
+
 fn check_consultation(action: Action, appointment: &AppointmentFacts, now: Timestamp) -> Result<(), Reason> {
     if appointment.locked_down {
         return Err(Reason::RoomLockedDown);

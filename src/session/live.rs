@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::event::{EndReason, PeerView, SessionEvent, Warning};
 use super::{ConnId, Shared};
 use crate::audit::{EventKind, Object};
-use crate::auth::policy::{Action, Credential, Principal, Reason};
+use crate::auth::policy::{self, Action, Credential, Principal, Reason};
 use crate::auth::{Caller, code};
 use crate::domain::{AppointmentId, AppointmentStatus};
 use crate::schedule::{Admission, Change, ScheduleError};
@@ -242,7 +242,7 @@ impl Live {
             }
             Command::Changed(change) => {
                 if change.is_none_or(|c| self.concerns(&c)) {
-                    return self.reevaluate().await;
+                    return self.schedule_changed().await;
                 }
             }
             Command::MediaOffer { key, sdp } => {
@@ -504,8 +504,47 @@ impl Live {
         self.broadcast_participants();
     }
 
+    /// The schedule changed: reload the appointment (it may have moved, been cancelled or
+    /// locked down), take on its new times, and ask the policy again for every member. True
+    /// when the session is over.
+    async fn schedule_changed(&mut self) -> bool {
+        let schedule = self.shared.schedule.clone();
+        let appointment = self.appointment;
+        let view = tokio::task::spawn_blocking(move || schedule.view(appointment)).await;
+        let Ok(Ok(view)) = view else {
+            // Cannot reload: the policy, asked below, cannot be asked either and so ends everyone.
+            self.reevaluate().await;
+            return false;
+        };
+        self.room = view.room.clone();
+        if (view.window.end, view.window.hard_end) != (self.ends_at, self.hard_end) {
+            self.retime(view.window.end, view.window.hard_end);
+        }
+        self.reevaluate().await;
+        if let Err(reason) = policy::consultation_may_continue(&view.facts(), self.now()) {
+            // Nobody may be in it any more (those connected were just ended): the session is over,
+            // and leaves the live list rather than lingering until its old hard end.
+            self.note(format!("ended: {}", reason.code()));
+            return true;
+        }
+        false
+    }
+
+    /// Takes on a rescheduled end: the warnings are given again for the new end, the hard end
+    /// follows it, and everyone is told the new times at once.
+    fn retime(&mut self, ends_at: Timestamp, hard_end: Timestamp) {
+        self.ends_at = ends_at;
+        self.hard_end = hard_end;
+        self.warned_five = false;
+        self.warned_end = false;
+        for member in &self.members {
+            member.send(SessionEvent::Timing { ends_at, hard_end, warning: None });
+        }
+        self.note("rescheduled".to_owned());
+    }
+
     /// Asks the policy again for every connected member; those it now refuses are ended.
-    async fn reevaluate(&mut self) -> bool {
+    async fn reevaluate(&mut self) {
         for index in 0..self.members.len() {
             if self.members[index].conn.is_none() {
                 continue;
@@ -516,7 +555,6 @@ impl Live {
                 self.broadcast_participants();
             }
         }
-        false
     }
 
     /// Timers: the five-minute warning, the end warning, and the hard end. True when over.

@@ -765,3 +765,81 @@ fn replacing_the_rooms_device_credential_ends_the_kiosk_on_the_old_one_and_it_ca
     let joined = room.expect("joined");
     assert_eq!(joined["participant_id"], room_id, "the same room, as the same member");
 }
+
+/// Waits until security's list of live sessions is empty.
+fn assert_no_live_session(desk: &Desk) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let live = desk.gw.staff_request(&desk.security, "GET", "/api/v1/sessions", None);
+        assert_status(&live, 200);
+        if live.json().as_array().unwrap().is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "a session that is over is still listed: {}", live.body);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_rescheduled_live_session_takes_the_new_times_and_ends_at_the_new_hard_end() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let id = appointment["id"].as_str().unwrap();
+    let Call { mut room, mut clinician, .. } = admitted_call(&desk, &appointment);
+
+    // Moved to end in three minutes: everyone hears the new times at once, then the
+    // five-minute warning, which is due already.
+    let now = jiff::Timestamp::now();
+    let moved = desk.gw.staff_request(
+        &desk.scheduler,
+        "POST",
+        &format!("/api/v1/appointments/{id}/reschedule"),
+        Some(json!({
+            "start": (now - jiff::SignedDuration::from_mins(5)).to_string(),
+            "end": (now + jiff::SignedDuration::from_mins(3)).to_string(),
+        })),
+    );
+    assert_status(&moved, 200);
+    let stored = get_appointment(&desk, id);
+    let ends_at: jiff::Timestamp = stored["end"].as_str().unwrap().parse().unwrap();
+    let hard_end: jiff::Timestamp = stored["window"]["hard_end"].as_str().unwrap().parse().unwrap();
+    for ws in [&mut room, &mut clinician] {
+        let timing = ws.wait_for_within("timing", POLICY_LATENCY);
+        assert_eq!(timing["warning"], Value::Null, "{timing}");
+        assert_eq!(timing["ends_at"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap(), ends_at, "{timing}");
+        assert_eq!(timing["hard_end"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap(), hard_end, "{timing}");
+        assert_eq!(ws.wait_for("timing")["warning"], "five_minutes");
+    }
+    let live = desk.gw.staff_request(&desk.security, "GET", "/api/v1/sessions", None).json();
+    assert_eq!(live[0]["hard_end"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap(), hard_end, "{live}");
+
+    // Past the new hard end (the old one is 22 minutes later): over for everyone.
+    desk.gw.set_clock_offset(14 * 60);
+    for ws in [&mut room, &mut clinician] {
+        assert_eq!(ws.wait_for("timing")["warning"], "end");
+        ws.expect_ended("window_closed");
+    }
+    assert_no_live_session(&desk);
+}
+
+#[test]
+fn a_cancelled_live_session_ends_even_for_members_who_are_away() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let Call { room, mut clinician, room_joined, .. } = admitted_call(&desk, &appointment);
+    room.close();
+    clinician.participants_until("the room away", |l| state_of(l, &room_joined["participant_id"]) == "away");
+    let cancelled = desk.gw.staff_request(
+        &desk.scheduler,
+        "POST",
+        &format!("/api/v1/appointments/{}/cancel", appointment["id"].as_str().unwrap()),
+        Some(json!({ "reason": "Patient transferred" })),
+    );
+    assert_status(&cancelled, 200);
+    clinician.expect_ended_within("appointment_cancelled", POLICY_LATENCY);
+    // The session is over, not waiting for the away room until its hard end.
+    assert_no_live_session(&desk);
+    let mut room = Ws::connect(&desk, ROOM_IP, None);
+    room.send(join_device(&desk.kiosk));
+    room.expect_error("room_not_booked");
+}
