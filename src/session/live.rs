@@ -7,7 +7,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::event::{EndReason, PeerView, SessionEvent, Warning};
 use super::{ConnId, Shared};
-use crate::audit::{EventKind, Object};
+use crate::audit::{AuditError, EventKind, Object};
 use crate::auth::policy::{self, Action, Credential, Principal, Reason};
 use crate::auth::{Caller, code};
 use crate::domain::{AppointmentId, AppointmentStatus};
@@ -16,6 +16,9 @@ use crate::sfu::{ParticipantKey, SessionKey};
 
 /// How often the timers are checked: warnings and the hard end are at most this late.
 const TICK: std::time::Duration = std::time::Duration::from_millis(500);
+/// What a member hears when something cannot be done for want of its audit record.
+const AUDIT_UNAVAILABLE: &str =
+    "The gateway cannot record this right now, so it cannot be done. Try again in a minute.";
 /// The first warning, before the booked end.
 const WARN_BEFORE_END: SignedDuration = SignedDuration::from_mins(5);
 
@@ -185,15 +188,20 @@ impl Live {
         (self.shared.clock)()
     }
 
-    async fn audit(&self, caller: &Caller, kind: EventKind, member: Option<&str>) {
+    /// Records what a member did. What grants something (a join, an admission) goes ahead
+    /// only once recorded: no audit, no action. What takes something away (leaving, endings)
+    /// goes ahead regardless, since refusing to end would be worse; its failure is logged.
+    async fn audit(&self, caller: &Caller, kind: EventKind, member: Option<&str>) -> Result<(), AuditError> {
         let object = Object { participant: member.and_then(code), session: code(self.appointment), ..self.object() };
-        self.record(caller.event(kind).with_object(object)).await;
+        self.record(caller.event(kind).with_object(object)).await
     }
 
-    async fn record(&self, event: crate::audit::Event) {
-        if let Err(e) = self.shared.schedule.audit().append(event).await {
+    async fn record(&self, event: crate::audit::Event) -> Result<(), AuditError> {
+        let result = self.shared.schedule.audit().append(event).await;
+        if let Err(e) = &result {
             tracing::error!(error = %e, "cannot audit a session event");
         }
+        result.map(drop)
     }
 
     fn object(&self) -> Object {
@@ -260,7 +268,7 @@ impl Live {
                     if let Some(member) = self.member_by_conn(conn) {
                         let caller = member.caller();
                         let id = member.id.clone();
-                        self.audit(&caller, EventKind::MediaFailed, Some(&id)).await;
+                        let _ = self.audit(&caller, EventKind::MediaFailed, Some(&id)).await;
                     }
                     self.disconnected(conn).await;
                 }
@@ -298,67 +306,63 @@ impl Live {
     ) -> Result<ConnId, EndReason> {
         let id = admission.member_id.to_string();
         let caller = Caller::new(admission.principal.clone(), ip);
-        let conn = Conn { id: self.shared.next_conn(), events, media: None, ip };
-        let conn_id = conn.id;
         let role = admission.role();
         // Ask again inside the actor: a revocation or lockdown processed between the door and
         // here must not let this connection in.
         if let Err(reason) = self.allowed(&caller, Action::Remain).await {
             return Err(EndReason::Policy(reason));
         }
-        let reconnect = match self.members.iter_mut().find(|m| m.id == id) {
-            Some(existing) if existing.conn.is_some() => {
-                // A second connection with the same credential is refused, never substituted.
-                let refusal = caller.event(EventKind::SessionRefused).refused(EndReason::AlreadyConnected.code());
-                let object = Object { participant: code(&id), ..self.object() };
-                let event = refusal.with_object(object);
-                self.record(event).await;
-                return Err(EndReason::AlreadyConnected);
-            }
-            Some(existing) => {
-                existing.conn = Some(conn);
-                existing.principal = admission.principal.clone();
-                true
+        let existing = self.members.iter().position(|m| m.id == id);
+        if existing.is_some_and(|index| self.members[index].conn.is_some()) {
+            // A second connection with the same credential is refused, never substituted.
+            let refusal = caller.event(EventKind::SessionRefused).refused(EndReason::AlreadyConnected.code());
+            let object = Object { participant: code(&id), ..self.object() };
+            let _ = self.record(refusal.with_object(object)).await;
+            return Err(EndReason::AlreadyConnected);
+        }
+        let reconnect = existing.is_some();
+        let kind = if reconnect { EventKind::SessionReconnected } else { EventKind::SessionJoined };
+        if self.audit(&caller, kind, Some(&id)).await.is_err() {
+            return Err(EndReason::AuditUnavailable);
+        }
+        let conn = Conn { id: self.shared.next_conn(), events, media: None, ip };
+        let conn_id = conn.id;
+        let index = match existing {
+            Some(index) => {
+                let member = &mut self.members[index];
+                member.conn = Some(conn);
+                member.principal = admission.principal.clone();
+                index
             }
             None => {
                 // A clinician's own join admits nobody else, but the clinician is in.
-                let admitted = role == "clinician";
                 self.members.push(Member {
                     id: id.clone(),
                     principal: admission.principal.clone(),
                     display_name: admission.display_name.clone(),
                     role,
-                    admitted,
+                    admitted: role == "clinician",
                     conn: Some(conn),
                 });
-                false
+                self.members.len() - 1
             }
         };
-        let (admitted, name) = {
-            let member = self.members.iter().find(|m| m.id == id).map(|m| (m.admitted, m.display_name.clone()));
-            member.unwrap_or((false, String::new()))
-        };
-        self.audit(
-            &caller,
-            if reconnect { EventKind::SessionReconnected } else { EventKind::SessionJoined },
-            Some(&id),
-        )
-        .await;
+        let (admitted, name) = (self.members[index].admitted, self.members[index].display_name.clone());
         self.note(format!("{name} ({role}) {}", if reconnect { "reconnected" } else { "joined" }));
-        if let Some(member) = self.members.iter().find(|m| m.id == id) {
-            member.send(SessionEvent::Joined {
-                appointment: self.appointment,
-                participant_id: id.clone(),
-                role,
-                display_name: name,
-                ends_at: self.ends_at,
-                hard_end: self.hard_end,
-                admitted,
-            });
-            member.send(if admitted { SessionEvent::Admitted } else { SessionEvent::Waiting });
-        }
+        let member = &self.members[index];
+        member.send(SessionEvent::Joined {
+            appointment: self.appointment,
+            participant_id: id.clone(),
+            role,
+            display_name: name,
+            ends_at: self.ends_at,
+            hard_end: self.hard_end,
+            admitted,
+        });
+        member.send(if admitted { SessionEvent::Admitted } else { SessionEvent::Waiting });
         if !admitted {
-            self.audit(&caller, EventKind::SessionWaiting, Some(&id)).await;
+            // Waiting grants nothing, so it is not refused for want of its record.
+            let _ = self.audit(&caller, EventKind::SessionWaiting, Some(&id)).await;
         }
         self.broadcast_participants();
         Ok(conn_id)
@@ -399,13 +403,19 @@ impl Live {
             self.send_error(conn, refusal.code(), refusal.message());
             return;
         }
-        let Some(member) = self.members.iter_mut().find(|m| m.id == target) else {
+        let Some(member) = self.members.iter().find(|m| m.id == target) else {
             self.send_error(conn, "not_found", "There is nobody with that id in this consultation.");
             return;
         };
         if member.admitted {
             return;
         }
+        // No audit, no admission.
+        if self.audit(&caller, EventKind::SessionAdmitted, Some(target)).await.is_err() {
+            self.send_error(conn, "audit_unavailable", AUDIT_UNAVAILABLE);
+            return;
+        }
+        let Some(member) = self.members.iter_mut().find(|m| m.id == target) else { return };
         member.admitted = true;
         let key = member.conn.as_ref().and_then(|c| c.media);
         member.send(SessionEvent::Admitted);
@@ -413,7 +423,6 @@ impl Live {
         if let Some(key) = key {
             let _ = self.shared.sfu.set_forwarding(key, true).await;
         }
-        self.audit(&caller, EventKind::SessionAdmitted, Some(target)).await;
         self.note(format!("{name} admitted"));
         self.broadcast_participants();
     }
@@ -442,8 +451,12 @@ impl Live {
             self.send_error(conn, refusal.code(), refusal.message());
             return false;
         }
-        self.audit(&caller, EventKind::SessionEnded, None).await;
-        self.finish(AppointmentStatus::Ended).await;
+        // The appointment must be marked ended first, or its links would let everyone back in.
+        if self.finish(AppointmentStatus::Ended).await.is_err() {
+            self.send_error(conn, "unavailable", "The consultation could not be ended just now. Try again.");
+            return false;
+        }
+        let _ = self.audit(&caller, EventKind::SessionEnded, None).await;
         self.end_all(EndReason::EndedByClinician).await;
         true
     }
@@ -457,16 +470,25 @@ impl Live {
         })
         .await
         .map_err(|_| ScheduleError::NotFound("live session"))??;
-        self.audit(caller, EventKind::SessionTerminated, None).await;
-        self.finish(AppointmentStatus::Terminated { reason: reason.clone() }).await;
+        // Marked first: a termination that is not stored would let everyone rejoin, so its
+        // failure goes back to security staff, and the session carries on until they retry.
+        self.finish(AppointmentStatus::Terminated { reason: reason.clone() }).await?;
+        let _ = self.audit(caller, EventKind::SessionTerminated, None).await;
         self.end_all(EndReason::Terminated { reason }).await;
         Ok(())
     }
 
-    async fn finish(&self, status: AppointmentStatus) {
+    /// Stores how the appointment ended.
+    async fn finish(&self, status: AppointmentStatus) -> Result<(), ScheduleError> {
         let schedule = self.shared.schedule.clone();
         let (appointment, now) = (self.appointment, self.now());
-        let _ = tokio::task::spawn_blocking(move || schedule.mark_ended(appointment, status, now)).await;
+        let result = tokio::task::spawn_blocking(move || schedule.mark_ended(appointment, status, now))
+            .await
+            .unwrap_or(Err(ScheduleError::NotFound("live session")));
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "cannot record how a consultation ended");
+        }
+        result
     }
 
     async fn end_all(&mut self, reason: EndReason) {
@@ -499,7 +521,7 @@ impl Live {
             let _ = self.shared.sfu.remove_participant(key).await;
             self.shared.forget_media(key);
         }
-        self.audit(&caller, EventKind::SessionLeft, Some(&id)).await;
+        let _ = self.audit(&caller, EventKind::SessionLeft, Some(&id)).await;
         self.note(format!("{name} left"));
         self.broadcast_participants();
     }
@@ -571,8 +593,9 @@ impl Live {
         }
         if now >= self.hard_end {
             let event = crate::audit::Event::new(EventKind::SessionEnded, crate::audit::Actor::System);
-            self.record(event.with_object(self.object())).await;
-            self.finish(AppointmentStatus::Ended).await;
+            let _ = self.record(event.with_object(self.object())).await;
+            // The window is over, so the policy refuses everyone even if this is not stored.
+            let _ = self.finish(AppointmentStatus::Ended).await;
             self.end_all(EndReason::Policy(Reason::WindowClosed)).await;
             return true;
         }
@@ -593,7 +616,7 @@ impl Live {
         };
         self.note(what.to_owned());
         let event = crate::audit::Event::new(EventKind::SessionWarned, crate::audit::Actor::System);
-        self.record(event.with_object(self.object())).await;
+        let _ = self.record(event.with_object(self.object())).await;
     }
 
     fn concerns(&self, change: &Change) -> bool {

@@ -843,3 +843,83 @@ fn a_cancelled_live_session_ends_even_for_members_who_are_away() {
     room.send(join_device(&desk.kiosk));
     room.expect_error("room_not_booked");
 }
+
+/// Makes the gateway's database refuse `statement`'s writes (as a failing disk would) until
+/// the returned guard is dropped.
+struct Refusing {
+    db: rusqlite::Connection,
+    name: &'static str,
+}
+
+impl Refusing {
+    fn writes(desk: &Desk, name: &'static str, trigger: &str) -> Self {
+        let db = rusqlite::Connection::open(desk.gw.dir.join("data/gatehouse.db")).unwrap();
+        db.execute_batch(&format!("CREATE TRIGGER {name} {trigger} BEGIN SELECT RAISE(ABORT, 'disk says no'); END;"))
+            .unwrap();
+        Self { db, name }
+    }
+}
+
+impl Drop for Refusing {
+    fn drop(&mut self) {
+        self.db.execute_batch(&format!("DROP TRIGGER {};", self.name)).unwrap();
+    }
+}
+
+#[test]
+fn no_audit_no_join_and_no_admission_in_a_live_session() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+
+    // The join cannot be recorded: refused with its code, and nobody is in the session.
+    let failing =
+        Refusing::writes(&desk, "no_joins", "BEFORE INSERT ON audit_records WHEN NEW.kind = 'session.joined'");
+    let mut room = Ws::connect(&desk, ROOM_IP, None);
+    room.send(join_device(&desk.kiosk));
+    room.expect_error("audit_unavailable");
+    assert_eq!(room.expect_close(), Some(4401));
+    drop(failing);
+    let (mut room, room_joined) = room_joins(&desk);
+
+    // The admission cannot be recorded: the clinician is told, and the room still waits.
+    let (token, _) = desk.link(&appointment);
+    let (mut clinician, _) = link_joins(&desk, CLINICIAN_IP, &token, "clinician-browser");
+    let failing =
+        Refusing::writes(&desk, "no_admissions", "BEFORE INSERT ON audit_records WHEN NEW.kind = 'session.admitted'");
+    clinician.send(json!({ "v": 1, "type": "admit", "participant_id": room_joined["participant_id"] }));
+    assert_eq!(clinician.wait_for("error")["code"], "audit_unavailable");
+    let live = desk.gw.staff_request(&desk.security, "GET", "/api/v1/sessions", None).json();
+    let room_member = live[0]["members"].as_array().unwrap().iter().find(|m| m["role"] == "room").cloned();
+    assert_eq!(room_member.unwrap()["state"], "waiting", "{live}");
+    drop(failing);
+    clinician.send(json!({ "v": 1, "type": "admit", "participant_id": room_joined["participant_id"] }));
+    room.wait_for("admitted");
+}
+
+#[test]
+fn a_termination_that_cannot_be_stored_is_reported_and_the_session_carries_on_until_retried() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let id = appointment["id"].as_str().unwrap();
+    let Call { mut room, mut clinician, .. } = admitted_call(&desk, &appointment);
+    let terminate = || {
+        desk.gw.staff_request(
+            &desk.security,
+            "POST",
+            &format!("/api/v1/sessions/{id}/terminate"),
+            Some(json!({ "reason": "Escort called away" })),
+        )
+    };
+    let failing = Refusing::writes(&desk, "no_status", "BEFORE UPDATE ON appointments");
+    let refused = terminate();
+    assert_status(&refused, 500);
+    assert!(!refused.json()["message"].as_str().unwrap().is_empty());
+    assert_eq!(get_appointment(&desk, id)["status"], "open");
+    room.send(json!({ "v": 1, "type": "ping", "id": 7 }));
+    assert_eq!(room.wait_for("pong")["id"], 7, "the session carries on");
+    drop(failing);
+    assert_status(&terminate(), 204);
+    room.expect_ended_within("terminated", POLICY_LATENCY);
+    clinician.expect_ended_within("terminated", POLICY_LATENCY);
+    assert_eq!(get_appointment(&desk, id)["status"], "terminated");
+}

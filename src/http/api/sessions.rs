@@ -91,7 +91,8 @@ pub struct Terminate {
 
 /// Ends a live session now, with a reason shown to its participants.
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/terminate", tag = "sessions", params(("id" = String, Path)), request_body = Terminate,
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 500, description = "The termination could not be stored; the session goes on. Retry.", body = ErrorBody)))]
 async fn terminate(
     State(api): State<Api>,
     staff: Staff,
