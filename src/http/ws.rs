@@ -14,6 +14,9 @@ use crate::signal::{self, Frame, Peer, protocol};
 /// The WebSocket layer's own limit: a little above the protocol's, so that an oversized
 /// message is answered with an error message rather than a dropped connection.
 const MAX_FRAME_BYTES: usize = protocol::MAX_MESSAGE_BYTES * 2;
+/// A send that has not gone out by then means the client stopped reading: the connection is
+/// given up rather than let its buffers hold the signalling task.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub async fn upgrade(
     State(api): State<Api>,
@@ -48,11 +51,11 @@ impl signal::Socket for AxumSocket {
     }
 
     async fn send(&mut self, text: String) -> bool {
-        self.0.send(Message::Text(text.into())).await.is_ok()
+        matches!(tokio::time::timeout(SEND_TIMEOUT, self.0.send(Message::Text(text.into()))).await, Ok(Ok(())))
     }
 
     async fn close(&mut self, code: u16, reason: &str) {
         let frame = axum::extract::ws::CloseFrame { code, reason: reason.to_owned().into() };
-        let _ = self.0.send(Message::Close(Some(frame))).await;
+        let _ = tokio::time::timeout(SEND_TIMEOUT, self.0.send(Message::Close(Some(frame)))).await;
     }
 }

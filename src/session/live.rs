@@ -2,6 +2,8 @@
 //! the media session, and ends connections when the policy no longer allows them. Everything
 //! reaches it as a closed `Command`, so its state needs no lock.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::{mpsc, oneshot};
 
@@ -26,7 +28,7 @@ pub(super) enum Command {
     Connect {
         admission: Box<Admission>,
         ip: Option<std::net::IpAddr>,
-        events: mpsc::UnboundedSender<SessionEvent>,
+        events: mpsc::Sender<SessionEvent>,
         reply: oneshot::Sender<Result<ConnId, EndReason>>,
     },
     Offer {
@@ -84,7 +86,10 @@ pub struct Summary {
 
 struct Conn {
     id: ConnId,
-    events: mpsc::UnboundedSender<SessionEvent>,
+    /// Bounded: a connection that cannot keep up is let go rather than queued for.
+    events: mpsc::Sender<SessionEvent>,
+    /// Its queue was full: it is disconnected once the current command is handled.
+    stalled: AtomicBool,
     /// The member's peer connection in the media core, once it has sent its offer.
     media: Option<ParticipantKey>,
     ip: Option<std::net::IpAddr>,
@@ -105,9 +110,12 @@ impl Member {
     }
 
     fn send(&self, event: SessionEvent) {
-        if let Some(conn) = &self.conn {
-            // A closed connection is noticed through its Disconnected command.
-            let _ = conn.events.send(event);
+        if let Some(conn) = &self.conn
+            && let Err(mpsc::error::TrySendError::Full(_)) = conn.events.try_send(event)
+        {
+            // A closed connection is noticed through its Disconnected command; a full one has
+            // fallen behind.
+            conn.stalled.store(true, Ordering::Relaxed);
         }
     }
 
@@ -153,7 +161,7 @@ impl Live {
         }
     }
 
-    pub(super) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -166,12 +174,14 @@ impl Live {
                     if self.on_tick().await {
                         break;
                     }
+                    self.let_go_of_stalled().await;
                     continue;
                 }
             };
             if self.handle(command).await {
                 break;
             }
+            self.let_go_of_stalled().await;
         }
         for member in &mut self.members {
             if let Some(conn) = member.conn.take()
@@ -302,7 +312,7 @@ impl Live {
         &mut self,
         admission: &Admission,
         ip: Option<std::net::IpAddr>,
-        events: mpsc::UnboundedSender<SessionEvent>,
+        events: mpsc::Sender<SessionEvent>,
     ) -> Result<ConnId, EndReason> {
         let id = admission.member_id.to_string();
         let caller = Caller::new(admission.principal.clone(), ip);
@@ -325,7 +335,7 @@ impl Live {
         if self.audit(&caller, kind, Some(&id)).await.is_err() {
             return Err(EndReason::AuditUnavailable);
         }
-        let conn = Conn { id: self.shared.next_conn(), events, media: None, ip };
+        let conn = Conn { id: self.shared.next_conn(), events, stalled: AtomicBool::new(false), media: None, ip };
         let conn_id = conn.id;
         let index = match existing {
             Some(index) => {
@@ -505,6 +515,22 @@ impl Live {
         {
             let _ = self.shared.sfu.remove_participant(key).await;
             self.shared.forget_media(key);
+        }
+    }
+
+    /// Connections whose event queue filled are disconnected: the member shows as away, and
+    /// its signalling connection closes (4504) once it has sent what was queued.
+    async fn let_go_of_stalled(&mut self) {
+        let stalled: Vec<ConnId> = self
+            .members
+            .iter()
+            .filter_map(|m| m.conn.as_ref())
+            .filter(|c| c.stalled.load(Ordering::Relaxed))
+            .map(|c| c.id)
+            .collect();
+        for conn in stalled {
+            tracing::warn!("a participant's connection fell behind its messages; disconnecting it");
+            self.disconnected(conn).await;
         }
     }
 

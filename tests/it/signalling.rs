@@ -923,3 +923,21 @@ fn a_termination_that_cannot_be_stored_is_reported_and_the_session_carries_on_un
     clinician.expect_ended_within("terminated", POLICY_LATENCY);
     assert_eq!(get_appointment(&desk, id)["status"], "terminated");
 }
+
+#[test]
+fn offers_have_their_own_low_rate_limit() {
+    let desk = Desk::new();
+    desk.booked(-5, 25);
+    let (mut room, _) = room_joins(&desk);
+    // Each offer rebuilds a peer connection: three at once are taken (these are not usable,
+    // so the media core refuses them), the fourth is refused before it reaches the media core.
+    for _ in 0..4 {
+        room.send(json!({ "v": 1, "type": "offer", "sdp": "v=0\r\n" }));
+    }
+    let mut codes: Vec<String> = (0..4).map(|_| room.wait_for("error")["code"].as_str().unwrap().to_owned()).collect();
+    codes.sort();
+    assert_eq!(codes, ["bad_sdp", "bad_sdp", "bad_sdp", "offer_rate_limited"]);
+    // Refused, not punished: the connection carries on.
+    room.send(json!({ "v": 1, "type": "ping", "id": 5 }));
+    assert_eq!(room.wait_for("pong")["id"], 5);
+}
