@@ -1,7 +1,7 @@
-//! Token buckets: how often something may happen, with a burst allowance. Time is passed in, so
-//! the signalling layer's message and offer limits are tested without sleeping.
+//! Token buckets: how often something may happen, with a burst allowance. Time is passed in
+//! (the gateway's clock), so limits are tested by moving the clock rather than by sleeping.
 
-use std::time::{Duration, Instant};
+use jiff::{SignedDuration, Timestamp};
 
 /// A steady rate and a burst: `burst` at once, then `per_second` on average.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -12,7 +12,7 @@ pub struct Rate {
 
 impl Rate {
     /// One every `interval`, with `burst` at once.
-    pub fn every(interval: Duration, burst: u32) -> Self {
+    pub fn every(interval: SignedDuration, burst: u32) -> Self {
         Self { per_second: 1.0 / interval.as_secs_f64(), burst: f64::from(burst) }
     }
 }
@@ -22,16 +22,16 @@ impl Rate {
 pub struct TokenBucket {
     rate: Rate,
     tokens: f64,
-    last: Instant,
+    last: Timestamp,
 }
 
 impl TokenBucket {
-    pub fn new(rate: Rate, now: Instant) -> Self {
+    pub fn new(rate: Rate, now: Timestamp) -> Self {
         Self { rate, tokens: rate.burst, last: now }
     }
 
     /// Takes one token if there is one.
-    pub fn take(&mut self, now: Instant) -> bool {
+    pub fn take(&mut self, now: Timestamp) -> bool {
         self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -42,13 +42,14 @@ impl TokenBucket {
     }
 
     /// Whether the bucket has refilled completely, so forgetting it changes nothing.
-    pub fn is_full(&mut self, now: Instant) -> bool {
+    pub fn is_full(&mut self, now: Timestamp) -> bool {
         self.refill(now);
         self.tokens >= self.rate.burst
     }
 
-    fn refill(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+    fn refill(&mut self, now: Timestamp) {
+        // A clock set back refills nothing, and counts on from the new time.
+        let elapsed = now.duration_since(self.last).as_secs_f64().max(0.0);
         self.tokens = (self.tokens + elapsed * self.rate.per_second).min(self.rate.burst);
         self.last = now;
     }
@@ -60,13 +61,13 @@ mod tests {
 
     #[test]
     fn a_burst_then_the_steady_rate() {
-        let start = Instant::now();
-        let mut bucket = TokenBucket::new(Rate::every(Duration::from_secs(10), 3), start);
+        let start = Timestamp::now();
+        let mut bucket = TokenBucket::new(Rate::every(SignedDuration::from_secs(10), 3), start);
         assert!((0..3).all(|_| bucket.take(start)));
         assert!(!bucket.take(start));
-        assert!(!bucket.take(start + Duration::from_secs(9)));
-        assert!(bucket.take(start + Duration::from_secs(11)));
-        assert!(!bucket.is_full(start + Duration::from_secs(20)));
-        assert!(bucket.is_full(start + Duration::from_secs(40)));
+        assert!(!bucket.take(start + SignedDuration::from_secs(9)));
+        assert!(bucket.take(start + SignedDuration::from_secs(11)));
+        assert!(!bucket.is_full(start + SignedDuration::from_secs(20)));
+        assert!(bucket.is_full(start + SignedDuration::from_secs(40)));
     }
 }

@@ -254,12 +254,13 @@ pub fn decide(request: &Request<'_>) -> Decision {
 }
 
 fn check(r: &Request<'_>) -> Result<(), Reason> {
-    let Some(role) = r.principal.role() else {
-        return Err(Reason::NotAuthenticated);
-    };
+    // First: an address that tries too often is turned away before anyone checks who it is.
     if r.rate_limited {
         return Err(Reason::RateLimited);
     }
+    let Some(role) = r.principal.role() else {
+        return Err(Reason::NotAuthenticated);
+    };
     check_credential(r.principal, r.credential)?;
     if !r.action.allowed_roles().contains(&role) {
         return Err(Reason::RoleForbidden);
@@ -523,10 +524,10 @@ mod tests {
                                     rate_limited,
                                     now: moment(position),
                                 };
-                                let expected = if *role_name == "anonymous" {
-                                    Some(NotAuthenticated)
-                                } else if rate_limited {
+                                let expected = if rate_limited {
                                     Some(RateLimited)
+                                } else if *role_name == "anonymous" {
+                                    Some(NotAuthenticated)
                                 } else if credential != Credential::Valid {
                                     Some(match (role_name, credential) {
                                         (&"room", _) => DeviceRevoked,

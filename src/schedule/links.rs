@@ -134,6 +134,7 @@ impl Schedule {
         ip: Option<std::net::IpAddr>,
         now: Timestamp,
     ) -> Result<Admission, ScheduleError> {
+        self.door_attempt(ip, now)?;
         let anonymous = Caller::new(Principal::Anonymous, ip);
         let claims = match self.links.verify(token, now.as_second().max(0) as u64) {
             Ok(claims) => claims,
@@ -197,6 +198,7 @@ impl Schedule {
         ip: Option<std::net::IpAddr>,
         now: Timestamp,
     ) -> Result<(RoomId, Result<Admission, ScheduleError>), ScheduleError> {
+        self.door_attempt(ip, now)?;
         let anonymous = Caller::new(Principal::Anonymous, ip);
         let Some(hash) = device::lookup_hash(presented) else {
             return Err(self.refuse(&anonymous, EventKind::AccessDenied, Reason::NotAuthenticated, Object::default()));

@@ -4,7 +4,7 @@
 //! the connection with a documented close code.
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio::sync::mpsc;
@@ -75,7 +75,7 @@ pub struct Peer {
 
 /// Runs the connection to its end.
 pub async fn run(mut socket: impl Socket, peer: Peer, schedule: Schedule, sessions: Sessions, clock: Clock) {
-    let mut limiter = Limiter::new();
+    let mut limiter = Limiter::new(clock.clone());
     let credential = match tokio::time::timeout(JOIN_TIMEOUT, first_join(&mut socket, &mut limiter)).await {
         Ok(Some(credential)) => credential,
         Ok(None) => return,
@@ -231,7 +231,7 @@ async fn handle(frame: Frame, connection: &Connection, limiter: &mut Limiter, so
             strike(limiter, socket, "already_joined", "This connection has already joined.").await
         }
         Ok(ClientMessage::Offer { sdp }) => {
-            if limiter.offers.take(Instant::now()) {
+            if limiter.take_offer() {
                 connection.offer(sdp).await;
             } else {
                 let message = "Too many offers: each one rebuilds your media connection. Wait 10 seconds.";
@@ -271,6 +271,7 @@ async fn strike(limiter: &mut Limiter, socket: &mut impl Socket, code: &str, mes
 
 /// The connection's rate limits, and a count of refused messages.
 struct Limiter {
+    clock: Clock,
     messages: TokenBucket,
     offers: TokenBucket,
     strikes: u32,
@@ -279,9 +280,10 @@ struct Limiter {
 }
 
 impl Limiter {
-    fn new() -> Self {
-        let now = Instant::now();
+    fn new(clock: Clock) -> Self {
+        let now = clock();
         Self {
+            clock,
             messages: TokenBucket::new(MESSAGES, now),
             offers: TokenBucket::new(OFFERS, now),
             strikes: 0,
@@ -290,13 +292,17 @@ impl Limiter {
     }
 
     fn allow(&mut self) -> bool {
-        if self.messages.take(Instant::now()) {
+        if self.messages.take((self.clock)()) {
             self.over_limit = 0;
             true
         } else {
             self.over_limit += 1;
             false
         }
+    }
+
+    fn take_offer(&mut self) -> bool {
+        self.offers.take((self.clock)())
     }
 
     fn flooding(&self) -> bool {

@@ -941,3 +941,45 @@ fn offers_have_their_own_low_rate_limit() {
     room.send(json!({ "v": 1, "type": "ping", "id": 5 }));
     assert_eq!(room.wait_for("pong")["id"], 5);
 }
+
+#[test]
+fn join_attempts_are_limited_per_address_and_their_refusals_summarised_in_the_audit() {
+    let desk = Desk::new();
+    desk.booked(-5, 25);
+    // A burst of 30 attempts from one address is answered on its merits; then 429.
+    for _ in 0..30 {
+        assert_eq!(desk.join_room("ghr_made-up").status, 401);
+    }
+    for _ in 0..10 {
+        let limited = desk.join_room("ghr_made-up");
+        assert_status(&limited, 429);
+        assert_eq!(limited.json()["code"], "rate_limited");
+    }
+    // The same address over the WebSocket, even with the room's real credential.
+    let mut ws = Ws::connect(&desk, Ipv4Addr::LOCALHOST, None);
+    ws.send(join_device(&desk.kiosk));
+    ws.expect_error("rate_limited");
+    assert_eq!(ws.expect_close(), Some(4401));
+    // Another address is not affected.
+    room_joins(&desk);
+
+    // The first of the eleven refusals is recorded at once; the other ten wait for the address's
+    // summary.
+    let limited = desk.refusals("access.denied", "rate_limited");
+    assert_eq!(limited.len(), 1, "{limited:#?}");
+    assert_eq!(limited[0]["record"]["ip"], "127.0.0.1");
+    assert!(limited[0]["record"]["details"]["attempts"].is_null(), "{limited:#?}");
+    desk.gw.set_clock_offset(61);
+    let deadline = Instant::now() + WAIT;
+    let summary = loop {
+        let limited = desk.refusals("access.denied", "rate_limited");
+        if limited.len() > 1 {
+            assert_eq!(limited.len(), 2, "one summary per address per minute: {limited:#?}");
+            break limited[1]["record"].clone();
+        }
+        assert!(Instant::now() < deadline, "no summary of the refused attempts");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(summary["ip"], "127.0.0.1", "{summary}");
+    assert_eq!(summary["details"]["attempts"], 10, "{summary}");
+}
