@@ -340,8 +340,13 @@ impl Live {
         let index = match existing {
             Some(index) => {
                 let member = &mut self.members[index];
+                // An admission belongs to the credential it was given to: a member back with a
+                // reissued link or a replaced device waits to be admitted again.
+                if member.principal != admission.principal {
+                    member.admitted = role == "clinician";
+                    member.principal = admission.principal.clone();
+                }
                 member.conn = Some(conn);
-                member.principal = admission.principal.clone();
                 index
             }
             None => {

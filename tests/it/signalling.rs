@@ -758,12 +758,47 @@ fn replacing_the_rooms_device_credential_ends_the_kiosk_on_the_old_one_and_it_ca
     old.expect_error("device_revoked");
     assert_eq!(old.expect_close(), Some(4401));
 
-    // The new one is the room's now.
+    // The new one is the room's now, but its admission was the old credential's: it waits.
     let new_kiosk = replaced.json()["device_credential"].as_str().unwrap().to_owned();
     let mut room = Ws::connect(&desk, ROOM_IP, None);
     room.send(join_device(&new_kiosk));
     let joined = room.expect("joined");
     assert_eq!(joined["participant_id"], room_id, "the same room, as the same member");
+    assert_eq!(joined["admitted"], false, "{joined}");
+    room.expect("waiting");
+    clinician.participants_until("the room waiting", |l| state_of(l, &room_id) == "waiting");
+    clinician.send(json!({ "v": 1, "type": "admit", "participant_id": room_id }));
+    room.wait_for("admitted");
+}
+
+#[test]
+fn a_guest_back_with_a_reissued_link_waits_to_be_admitted_again() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let id = appointment["id"].as_str().unwrap();
+    let guest_link = || {
+        let issued = desk.gw.staff_request(
+            &desk.scheduler,
+            "POST",
+            &format!("/api/v1/appointments/{id}/links"),
+            Some(json!({ "participant_id": appointment["guests"][0]["id"] })),
+        );
+        assert_status(&issued, 201);
+        issued.json()["url"].as_str().unwrap().rsplit('/').next().unwrap().to_owned()
+    };
+    let Call { mut clinician, .. } = admitted_call(&desk, &appointment);
+    let (guest, joined) = link_joins(&desk, GUEST_IP, &guest_link(), "guest-browser");
+    let guest_id = joined["participant_id"].clone();
+    clinician.participants_until("the guest waiting", |l| state_of(l, &guest_id) == "waiting");
+    clinician.send(json!({ "v": 1, "type": "admit", "participant_id": guest_id }));
+    clinician.participants_until("the guest admitted", |l| state_of(l, &guest_id) == "admitted");
+    guest.close();
+    clinician.participants_until("the guest away", |l| state_of(l, &guest_id) == "away");
+
+    let (_guest, rejoined) = link_joins(&desk, GUEST_IP, &guest_link(), "guest-browser");
+    assert_eq!(rejoined["participant_id"], guest_id, "the same guest");
+    assert_eq!(rejoined["admitted"], false, "a new link is admitted afresh: {rejoined}");
+    clinician.participants_until("the guest waiting again", |l| state_of(l, &guest_id) == "waiting");
 }
 
 /// Waits until security's list of live sessions is empty.
