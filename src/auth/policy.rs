@@ -24,10 +24,12 @@ pub enum Reason {
     RoleForbidden,
     NotAuthenticated,
     RateLimited,
+    /// A join link presented without the browser identity it is (or would be) bound to.
+    BrowserUnknown,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 15] = [
         Self::WindowNotOpen,
         Self::WindowClosed,
         Self::AppointmentCancelled,
@@ -42,6 +44,7 @@ impl Reason {
         Self::RoleForbidden,
         Self::NotAuthenticated,
         Self::RateLimited,
+        Self::BrowserUnknown,
     ];
 
     pub fn code(self) -> &'static str {
@@ -60,6 +63,7 @@ impl Reason {
             Self::RoleForbidden => "role_forbidden",
             Self::NotAuthenticated => "not_authenticated",
             Self::RateLimited => "rate_limited",
+            Self::BrowserUnknown => "browser_unknown",
         }
     }
 
@@ -82,6 +86,9 @@ impl Reason {
             Self::RoleForbidden => "Your role does not allow this.",
             Self::NotAuthenticated => "Sign in first.",
             Self::RateLimited => "Too many attempts. Wait a few minutes and try again.",
+            Self::BrowserUnknown => {
+                "This browser did not identify itself, so the link cannot be tied to it. Open the link's page with cookies allowed."
+            }
         }
     }
 }

@@ -125,12 +125,13 @@ impl Schedule {
     }
 
     /// Whether the holder of `token`, in the browser identified by `browser`, may enter now.
-    /// The first browser to use a link is bound to it.
+    /// The first browser to use a link is bound to it, so a browser that does not identify
+    /// itself (None) is refused.
     pub fn redeem_link(
         &self,
         token: &str,
         expected: Option<AppointmentId>,
-        browser: &[u8; 32],
+        browser: Option<&[u8; 32]>,
         ip: Option<std::net::IpAddr>,
         now: Timestamp,
     ) -> Result<Admission, ScheduleError> {
@@ -166,10 +167,15 @@ impl Schedule {
         // does not lock the consultant out of the browser they join from later.
         let credential = match (record.revoked_at, record.bound_browser) {
             (Some(_), _) => Credential::Revoked,
-            (None, Some(bound)) if bound != *browser => Credential::BoundElsewhere,
+            (None, Some(bound)) if browser != Some(&bound) => Credential::BoundElsewhere,
             (None, _) => Credential::Valid,
         };
         self.authorize(&caller, Action::Join, Some(&view), credential, now)?;
+        let Some(browser) = browser else {
+            // Binding to nobody would leave the link open to the next browser that tries it.
+            let object = link_object(&view, link);
+            return Err(self.refuse(&caller, EventKind::LinkRefused, Reason::BrowserUnknown, object));
+        };
         if record.bound_browser.is_none() {
             if self.store.bind_link(link, browser)?.as_ref() != Some(browser) {
                 // Another browser won the race for this link.

@@ -69,8 +69,9 @@ pub trait Socket: Send {
 pub struct Peer {
     /// The client's own address, for its own audit records only.
     pub ip: Option<IpAddr>,
-    /// The hash of the browser cookie that binds join links to one browser.
-    pub browser: [u8; 32],
+    /// The hash of the browser cookie that binds join links to one browser; None when the
+    /// client sent none (a kiosk needs none, a link holder does).
+    pub browser: Option<[u8; 32]>,
 }
 
 /// Runs the connection to its end.
@@ -203,7 +204,7 @@ fn admit(
                 Some(Err(_)) => return Err(ScheduleError::Denied(crate::auth::policy::Reason::LinkInvalid)),
                 None => None,
             };
-            schedule.redeem_link(&token, expected, &peer.browser, peer.ip, now)
+            schedule.redeem_link(&token, expected, peer.browser.as_ref(), peer.ip, now)
         }
         Credential::Device { credential } => schedule.admit_room(&credential, peer.ip, now)?.1,
     }

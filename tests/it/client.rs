@@ -198,7 +198,11 @@ impl Peer {
         tcp_only: bool,
     ) -> Arc<Peer> {
         let url = format!("wss://localhost:{}/ws", gw.public.port());
-        let request = url.into_client_request().unwrap();
+        let mut request = url.into_client_request().unwrap();
+        // As the gateway's own page in this peer's own browser.
+        let origin = format!("https://localhost:{}", gw.public.port());
+        request.headers_mut().insert("Origin", origin.parse().unwrap());
+        request.headers_mut().insert("Cookie", format!("gh_browser=webrtc-peer-{id}").parse().unwrap());
         let connector = tokio_tungstenite::Connector::Rustls(client_config(&gw.ca_path(), &rustls::version::TLS13));
         let (ws, _) =
             tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector)).await.unwrap();

@@ -43,9 +43,20 @@ struct Ws {
 }
 
 impl Ws {
-    /// Opens `wss://localhost:PORT/ws` from the loopback address `from`, as the browser holding
-    /// `browser` (None: a browser the gateway has never seen).
+    /// Opens `wss://localhost:PORT/ws` from the loopback address `from`, as a page of the
+    /// gateway's own in the browser holding `browser` (None: a browser that has no cookie).
     fn connect(desk: &Desk, from: Ipv4Addr, browser: Option<&str>) -> Self {
+        let origin = format!("https://localhost:{}", desk.gw.public.port());
+        Self::upgrade(desk, from, browser, Some(&origin)).expect("WebSocket upgrade")
+    }
+
+    /// [`Ws::connect`] with the given Origin header (None: none at all).
+    fn upgrade(
+        desk: &Desk,
+        from: Ipv4Addr,
+        browser: Option<&str>,
+        origin: Option<&str>,
+    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
         let gw = &desk.gw;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let stream = rt.block_on(async {
@@ -57,12 +68,15 @@ impl Ws {
             if let Some(browser) = browser {
                 request.headers_mut().insert("Cookie", format!("gh_browser={browser}").parse().unwrap());
             }
+            if let Some(origin) = origin {
+                request.headers_mut().insert("Origin", origin.parse().unwrap());
+            }
             let tls = crate::support::client_config(&gw.ca_path(), &rustls::version::TLS13);
             let upgrade =
                 tokio_tungstenite::client_async_tls_with_config(request, tcp, None, Some(Connector::Rustls(tls)));
-            tokio::time::timeout(WAIT, upgrade).await.expect("WebSocket upgrade in time").expect("WebSocket upgrade").0
-        });
-        Self { stream, rt, closed: None }
+            tokio::time::timeout(WAIT, upgrade).await.expect("WebSocket upgrade in time").map(|(stream, _)| stream)
+        })?;
+        Ok(Self { stream, rt, closed: None })
     }
 
     fn send(&mut self, message: Value) {
@@ -1017,4 +1031,41 @@ fn join_attempts_are_limited_per_address_and_their_refusals_summarised_in_the_au
     };
     assert_eq!(summary["ip"], "127.0.0.1", "{summary}");
     assert_eq!(summary["details"]["attempts"], 10, "{summary}");
+}
+
+#[test]
+fn only_the_gateways_own_pages_may_open_signalling_and_a_link_needs_a_browser_cookie() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    // Another site's page, or no Origin at all: 403 before any upgrade, and audited.
+    for origin in [Some("https://evil.example"), Some("http://localhost"), None] {
+        match Ws::upgrade(&desk, GUEST_IP, Some("guest-browser"), origin) {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 403, "{origin:?}");
+                let body: Value = serde_json::from_slice(response.body().as_deref().unwrap_or_default()).unwrap();
+                assert_eq!(body["code"], "origin_forbidden", "{origin:?}");
+            }
+            Ok(_) => panic!("a WebSocket from origin {origin:?} was accepted"),
+            Err(e) => panic!("{origin:?}: {e}"),
+        }
+    }
+    let refused = desk.refusals("access.denied", "origin_forbidden");
+    assert_eq!(refused.len(), 3, "{refused:#?}");
+    assert!(refused.iter().all(|r| r["record"]["ip"] == GUEST_IP.to_string()), "{refused:#?}");
+
+    // A link first used without a browser cookie is refused and stays unbound...
+    let (token, _) = desk.link(&appointment);
+    let mut cookieless = Ws::connect(&desk, CLINICIAN_IP, None);
+    cookieless.send(join_link(&token));
+    cookieless.expect_error("browser_unknown");
+    assert_eq!(cookieless.expect_close(), Some(4401));
+    assert_eq!(desk.refusals("link.refused", "browser_unknown").len(), 1);
+    // ... so the consultant's own browser can still take it, and then only that browser.
+    let (_clinician, joined) = link_joins(&desk, CLINICIAN_IP, &token, "clinician-browser");
+    assert_eq!(joined["role"], "clinician");
+    let mut elsewhere = Ws::connect(&desk, GUEST_IP, Some("another-browser"));
+    elsewhere.send(join_link(&token));
+    elsewhere.expect_error("link_bound_elsewhere");
+    // A kiosk needs no cookie.
+    room_joins(&desk);
 }
