@@ -10,7 +10,7 @@ use crate::auth::device::DeviceHash;
 use crate::auth::link_token::{LinkClaims, LinkRole};
 use crate::auth::policy::{Action, Credential, Principal, Reason};
 use crate::auth::{Caller, code, device};
-use crate::domain::{AppointmentId, AppointmentStatus, LinkId, ParticipantId, ParticipantRole, RoomId};
+use crate::domain::{AppointmentId, LinkId, ParticipantId, ParticipantRole, RoomId};
 use crate::store::{AppointmentFilter, LinkRecord};
 
 /// A newly issued link: the token goes into the URL sent to the participant, once.
@@ -224,7 +224,8 @@ impl Schedule {
     }
 
     fn room_admission(&self, caller: &Caller, room: RoomId, now: Timestamp) -> Result<Admission, ScheduleError> {
-        // The room's current or next appointment that is not over.
+        // The room's current or next appointment that is not over: one that was cancelled,
+        // ended or terminated early gives way to the next, even within its own overrun.
         let filter = AppointmentFilter {
             room: Some(room),
             from: Some(now - self.settings.overrun),
@@ -236,7 +237,7 @@ impl Schedule {
             .store
             .appointments(&filter)?
             .into_iter()
-            .filter(|a| !matches!(a.status, AppointmentStatus::Cancelled { .. } | AppointmentStatus::Ended))
+            .filter(|a| a.status.holds_room())
             .find(|a| a.end + self.settings.overrun > now);
         let view = match next {
             Some(a) => Some(self.view_of(a)?),

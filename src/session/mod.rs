@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     /// Which session each media participant belongs to, to route the media core's events.
     media: Mutex<HashMap<ParticipantKey, AppointmentId>>,
     next_id: AtomicU64,
+    /// Once cancelled, no session starts: one started during the drain would never hear of it.
+    shutdown: CancellationToken,
 }
 
 impl Shared {
@@ -105,6 +107,7 @@ impl Sessions {
             live: Mutex::new(HashMap::new()),
             media: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            shutdown: shutdown.clone(),
         });
         let media = shared.clone();
         tokio::spawn(async move {
@@ -164,6 +167,11 @@ impl Sessions {
         let appointment = admission.view.appointment.id;
         let session = {
             let mut live = self.shared.live.lock().unwrap_or_else(|p| p.into_inner());
+            // Checked under the lock the shutdown's round of the sessions takes, so a session is
+            // either refused here or told to end there.
+            if self.shared.shutdown.is_cancelled() {
+                return Err(EndReason::Shutdown);
+            }
             match live.get(&appointment).filter(|s| !s.is_closed()) {
                 Some(session) => session.clone(),
                 None => {

@@ -1069,3 +1069,66 @@ fn only_the_gateways_own_pages_may_open_signalling_and_a_link_needs_a_browser_co
     // A kiosk needs no cookie.
     room_joins(&desk);
 }
+
+#[test]
+fn a_terminated_appointment_in_its_overrun_gives_the_room_to_the_next_one() {
+    let desk = Desk::new();
+    let first = desk.booked(-5, 25);
+    let next = desk.booked(27, 60);
+    let (mut room, _) = room_joins(&desk);
+    let terminated = desk.gw.staff_request(
+        &desk.security,
+        "POST",
+        &format!("/api/v1/sessions/{}/terminate", first["id"].as_str().unwrap()),
+        Some(json!({ "reason": "Escort called away" })),
+    );
+    assert_status(&terminated, 204);
+    room.expect_ended("terminated");
+    // Within the first one's overrun, and the next one's early join.
+    desk.gw.set_clock_offset(26 * 60);
+    let mut room = Ws::connect(&desk, ROOM_IP, None);
+    room.send(join_device(&desk.kiosk));
+    assert_eq!(room.expect("joined")["appointment_id"], next["id"]);
+}
+
+#[test]
+fn terminating_is_refused_by_role_before_anything_about_the_session_is_told() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let (_room, _) = room_joins(&desk);
+    let live = appointment["id"].as_str().unwrap().to_owned();
+    for id in [live.as_str(), "not-an-id", "0190b6e2-0000-7000-8000-000000000000"] {
+        let response = desk.gw.staff_request(
+            &desk.scheduler,
+            "POST",
+            &format!("/api/v1/sessions/{id}/terminate"),
+            Some(json!({ "reason": "Curious" })),
+        );
+        assert_status(&response, 403);
+        assert_eq!(response.json()["code"], "role_forbidden", "{id}");
+    }
+    let missing = desk.gw.staff_request(
+        &desk.security,
+        "POST",
+        "/api/v1/sessions/0190b6e2-0000-7000-8000-000000000000/terminate",
+        Some(json!({ "reason": "Drill" })),
+    );
+    assert_status(&missing, 404);
+}
+
+#[test]
+fn a_join_during_the_shutdown_drain_is_told_the_gateway_is_going() {
+    let desk = Desk::new();
+    desk.booked(-5, 25);
+    // Open before the stop, joining after it: the drain keeps the connection open.
+    let mut room = Ws::connect(&desk, ROOM_IP, None);
+    desk.gw.terminate();
+    let deadline = Instant::now() + WAIT;
+    while desk.gw.admin_get("/readyz").status != 503 {
+        assert!(Instant::now() < deadline, "readiness never dropped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    room.send(join_device(&desk.kiosk));
+    room.expect_error("gateway_shutdown");
+    assert_eq!(room.expect_close(), Some(4401));
+}

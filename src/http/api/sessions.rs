@@ -99,6 +99,12 @@ async fn terminate(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Terminate>,
 ) -> Result<Response, ApiError> {
+    // The role first: whether a session exists is not for everyone to learn.
+    let (schedule, caller, now) = (api.schedule.clone(), staff.caller.clone(), api.now());
+    blocking(move || {
+        schedule.authorize(&caller, Action::TerminateSession, None, Credential::Valid, now).map_err(schedule_error)
+    })
+    .await?;
     let id: AppointmentId = id.parse().map_err(|_| ApiError::not_found())?;
     let reason = crate::schedule::validate::text("reason", &body.reason, 200)
         .map_err(|e| ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))?;
