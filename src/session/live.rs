@@ -62,8 +62,15 @@ pub(super) enum Command {
         key: ParticipantKey,
         sdp: String,
     },
-    MediaFailed {
+    /// The member's media is up (again).
+    MediaConnected {
         key: ParticipantKey,
+    },
+    /// The member's media went quiet or broke and has left the media core; `failed` when on
+    /// an error.
+    MediaLost {
+        key: ParticipantKey,
+        failed: bool,
     },
     Describe {
         reply: oneshot::Sender<Summary>,
@@ -92,6 +99,9 @@ struct Conn {
     stalled: AtomicBool,
     /// The member's peer connection in the media core, once it has sent its offer.
     media: Option<ParticipantKey>,
+    /// Its media went quiet or broke: the others see the member away until media is back
+    /// (a new offer connects) or it reconnects.
+    media_lost: bool,
     ip: Option<std::net::IpAddr>,
 }
 
@@ -122,6 +132,7 @@ impl Member {
     fn view(&self) -> PeerView {
         let state = match (&self.conn, self.admitted) {
             (None, _) => "away",
+            (Some(conn), _) if conn.media_lost => "away",
             (Some(_), false) => "waiting",
             (Some(_), true) => "admitted",
         };
@@ -270,19 +281,15 @@ impl Live {
                     member.send(SessionEvent::Offer { sdp });
                 }
             }
-            Command::MediaFailed { key } => {
-                let conn =
-                    self.members.iter().find_map(|m| m.conn.as_ref().filter(|c| c.media == Some(key)).map(|c| c.id));
-                if let Some(conn) = conn {
-                    self.send_error(conn, "media_failed", "The media connection failed. Rejoin to continue.");
-                    if let Some(member) = self.member_by_conn(conn) {
-                        let caller = member.caller();
-                        let id = member.id.clone();
-                        let _ = self.audit(&caller, EventKind::MediaFailed, Some(&id)).await;
-                    }
-                    self.disconnected(conn).await;
+            Command::MediaConnected { key } => {
+                if let Some(conn) = self.conn_by_media(key)
+                    && conn.media_lost
+                {
+                    conn.media_lost = false;
+                    self.broadcast_participants();
                 }
             }
+            Command::MediaLost { key, failed } => self.media_lost(key, failed).await,
             Command::Describe { reply } => {
                 let _ = reply.send(Summary {
                     appointment: self.appointment,
@@ -335,7 +342,14 @@ impl Live {
         if self.audit(&caller, kind, Some(&id)).await.is_err() {
             return Err(EndReason::AuditUnavailable);
         }
-        let conn = Conn { id: self.shared.next_conn(), events, stalled: AtomicBool::new(false), media: None, ip };
+        let conn = Conn {
+            id: self.shared.next_conn(),
+            events,
+            stalled: AtomicBool::new(false),
+            media: None,
+            media_lost: false,
+            ip,
+        };
         let conn_id = conn.id;
         let index = match existing {
             Some(index) => {
@@ -521,6 +535,32 @@ impl Live {
             let _ = self.shared.sfu.remove_participant(key).await;
             self.shared.forget_media(key);
         }
+    }
+
+    fn conn_by_media(&mut self, key: ParticipantKey) -> Option<&mut Conn> {
+        self.members.iter_mut().filter_map(|m| m.conn.as_mut()).find(|c| c.media == Some(key))
+    }
+
+    /// A member's media went quiet or broke. The media core has already let it go; the member
+    /// shows as away and is asked to offer again, over the signalling connection it still has.
+    async fn media_lost(&mut self, key: ParticipantKey, failed: bool) {
+        self.shared.forget_media(key);
+        let Some(conn) = self.conn_by_media(key) else { return };
+        conn.media = None;
+        conn.media_lost = true;
+        let conn = conn.id;
+        let (code, message) = if failed {
+            ("media_failed", "The media connection failed. Send a new offer to restore it.")
+        } else {
+            ("media_lost", "The media connection went quiet. Send a new offer to restore it.")
+        };
+        self.send_error(conn, code, message);
+        if failed && let Some(member) = self.member_by_conn(conn) {
+            let caller = member.caller();
+            let id = member.id.clone();
+            let _ = self.audit(&caller, EventKind::MediaFailed, Some(&id)).await;
+        }
+        self.broadcast_participants();
     }
 
     /// Connections whose event queue filled are disconnected: the member shows as away, and

@@ -116,8 +116,13 @@ impl Sessions {
                     SfuEvent::Offer { participant, sdp } => {
                         (participant, Command::MediaOffer { key: participant, sdp })
                     }
-                    SfuEvent::Failed { participant, .. } => (participant, Command::MediaFailed { key: participant }),
-                    _ => continue,
+                    SfuEvent::Connected { participant } => (participant, Command::MediaConnected { key: participant }),
+                    SfuEvent::Disconnected { participant, .. } => {
+                        (participant, Command::MediaLost { key: participant, failed: false })
+                    }
+                    SfuEvent::Failed { participant, .. } => {
+                        (participant, Command::MediaLost { key: participant, failed: true })
+                    }
                 };
                 if let Some(session) = media.session_of(key) {
                     let _ = session.send(command).await;

@@ -445,6 +445,11 @@ impl Peer {
         *self.undecodable.lock().unwrap()
     }
 
+    /// Loses its media only: the peer connection closes, the WebSocket stays.
+    pub async fn drop_media(&self) {
+        let _ = self.pc.close().await;
+    }
+
     /// Drops off the network: the peer connection and the WebSocket both close.
     pub async fn close(&self) {
         let _ = self.pc.close().await;
