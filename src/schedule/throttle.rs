@@ -37,10 +37,11 @@ pub enum Verdict {
     },
 }
 
-/// Refused attempts from one address not yet recorded one by one.
+/// Refused attempts from one address not yet recorded one by one; no address for those
+/// refused while too many addresses were being tracked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
-    pub ip: IpAddr,
+    pub ip: Option<IpAddr>,
     pub attempts: u64,
 }
 
@@ -56,6 +57,8 @@ struct Source {
 #[derive(Default)]
 pub struct DoorThrottle {
     sources: Mutex<HashMap<IpAddr, Source>>,
+    /// Refusals from addresses that could not be tracked, for the next summary.
+    untracked: std::sync::atomic::AtomicU64,
 }
 
 impl DoorThrottle {
@@ -64,8 +67,9 @@ impl DoorThrottle {
         if sources.len() >= MAX_SOURCES && !sources.contains_key(&ip) {
             forget_quiet(&mut sources, now);
             if sources.len() >= MAX_SOURCES {
-                // Cannot track it, so cannot record it alone: refused, and logged.
+                // Cannot track it, so it is counted in a summary without an address.
                 tracing::warn!("too many addresses are trying to join at once; refusing new ones");
+                self.untracked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Verdict::Refused { record: false };
             }
         }
@@ -96,12 +100,16 @@ impl DoorThrottle {
         for (ip, source) in sources.iter_mut() {
             let interval_over = source.recorded_at.is_none_or(|at| now.duration_since(at) >= SUMMARY_INTERVAL);
             if source.unrecorded > 0 && (interval_over || all) {
-                due.push(Summary { ip: *ip, attempts: source.unrecorded });
+                due.push(Summary { ip: Some(*ip), attempts: source.unrecorded });
                 source.unrecorded = 0;
                 source.recorded_at = Some(now);
             }
         }
         forget_quiet(&mut sources, now);
+        let untracked = self.untracked.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if untracked > 0 {
+            due.push(Summary { ip: None, attempts: untracked });
+        }
         due
     }
 
@@ -109,9 +117,14 @@ impl DoorThrottle {
     pub fn restore(&self, summaries: &[Summary]) {
         let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
         for summary in summaries {
-            if let Some(source) = sources.get_mut(&summary.ip) {
-                source.unrecorded += summary.attempts;
-                source.recorded_at = None;
+            match summary.ip.and_then(|ip| sources.get_mut(&ip)) {
+                Some(source) => {
+                    source.unrecorded += summary.attempts;
+                    source.recorded_at = None;
+                }
+                None => {
+                    self.untracked.fetch_add(summary.attempts, std::sync::atomic::Ordering::Relaxed);
+                }
             }
         }
     }
@@ -145,7 +158,7 @@ impl Schedule {
         let due = self.throttle.due_summaries(now, all);
         for (index, summary) in due.iter().enumerate() {
             let details = Details { attempts: Some(summary.attempts), ..Details::default() };
-            let event = Caller::new(Principal::Anonymous, Some(summary.ip))
+            let event = Caller::new(Principal::Anonymous, summary.ip)
                 .event(EventKind::AccessDenied)
                 .refused(Reason::RateLimited.code())
                 .with_details(details);
@@ -194,7 +207,7 @@ mod tests {
         assert_eq!(throttle.attempt(other, start), Verdict::Allowed, "other addresses are not affected");
         assert!(throttle.due_summaries(start + SignedDuration::from_secs(59), false).is_empty());
         let later = start + SignedDuration::from_secs(60);
-        assert_eq!(throttle.due_summaries(later, false), [Summary { ip, attempts: 9 }]);
+        assert_eq!(throttle.due_summaries(later, false), [Summary { ip: Some(ip), attempts: 9 }]);
         assert!(throttle.due_summaries(later, true).is_empty(), "each refusal is summarised once");
         // Refilled after a minute: let in again, and forgotten once quiet.
         assert_eq!(throttle.attempt(ip, later), Verdict::Allowed);
