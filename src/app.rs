@@ -134,6 +134,8 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> a
     let media_tcp_addr = sfu.local_tcp_addr();
     let sessions_stop = CancellationToken::new();
     let sessions = Sessions::start(schedule.clone(), sfu, sfu_events, clock.clone(), sessions_stop.clone());
+    let door_summaries_stop = CancellationToken::new();
+    let door_summaries = tokio::spawn(schedule.clone().run_door_summaries(clock.clone(), door_summaries_stop.clone()));
     let api = http::api::Api { store: store.clone(), audit: audit.clone(), staff, schedule, sessions, clock };
     let public_router = http::public_router(http_metrics, api);
     let checkpoints_stop = CancellationToken::new();
@@ -176,6 +178,9 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> a
     // Hyper may still be finishing a response on a connection that just closed; it has no
     // more work worth waiting for after the drain.
     public_server.abort();
+    // Refused join attempts not yet summarised are recorded before the stop.
+    door_summaries_stop.cancel();
+    let _ = door_summaries.await;
     checkpoints_stop.cancel();
     let _ = checkpoints.await;
     if let Err(e) = audit.append(version_event(EventKind::GatewayStopped)).await {

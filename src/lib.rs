@@ -13,6 +13,7 @@ pub mod files;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod rate;
 pub mod schedule;
 pub mod session;
 pub mod sfu;

@@ -173,6 +173,9 @@ pub struct Details {
     /// The filter fields a query used (their names, not values that could carry text).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<Code>,
+    /// How many refused attempts a summary record stands for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u64>,
 }
 
 impl Details {

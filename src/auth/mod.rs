@@ -48,7 +48,7 @@ impl Caller {
                 (Some(id), Some(role)) => Actor::Staff { id, role },
                 _ => Actor::Anonymous,
             },
-            Principal::Room { room } => code(room.to_string()).map_or(Actor::Anonymous, |id| Actor::Room { id }),
+            Principal::Room { room, .. } => code(room.to_string()).map_or(Actor::Anonymous, |id| Actor::Room { id }),
             Principal::Link { link, role, .. } => match (code(link.to_string()), code(role.as_str().to_owned())) {
                 (Some(id), Some(role)) => Actor::Participant { id, role },
                 _ => Actor::Anonymous,

@@ -4,6 +4,7 @@
 
 use jiff::Timestamp;
 
+use crate::auth::device::DeviceHash;
 use crate::domain::{AppointmentId, LinkId, ParticipantRole, Role, RoomId, StaffId, StaffRole, Window, WindowPosition};
 
 /// Why something was refused. The codes are stable: clients, logs and the audit log use them.
@@ -23,10 +24,12 @@ pub enum Reason {
     RoleForbidden,
     NotAuthenticated,
     RateLimited,
+    /// A join link presented without the browser identity it is (or would be) bound to.
+    BrowserUnknown,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 15] = [
         Self::WindowNotOpen,
         Self::WindowClosed,
         Self::AppointmentCancelled,
@@ -41,6 +44,7 @@ impl Reason {
         Self::RoleForbidden,
         Self::NotAuthenticated,
         Self::RateLimited,
+        Self::BrowserUnknown,
     ];
 
     pub fn code(self) -> &'static str {
@@ -59,6 +63,7 @@ impl Reason {
             Self::RoleForbidden => "role_forbidden",
             Self::NotAuthenticated => "not_authenticated",
             Self::RateLimited => "rate_limited",
+            Self::BrowserUnknown => "browser_unknown",
         }
     }
 
@@ -81,6 +86,9 @@ impl Reason {
             Self::RoleForbidden => "Your role does not allow this.",
             Self::NotAuthenticated => "Sign in first.",
             Self::RateLimited => "Too many attempts. Wait a few minutes and try again.",
+            Self::BrowserUnknown => {
+                "This browser did not identify itself, so the link cannot be tied to it. Open the link's page with cookies allowed."
+            }
         }
     }
 }
@@ -93,9 +101,11 @@ pub enum Principal {
         id: StaffId,
         role: StaffRole,
     },
-    /// A room's kiosk, by its device credential.
+    /// A room's kiosk, by the device credential it presented: a replaced credential is no
+    /// longer the room's, so the kiosk holding it is refused (see [`Credential`]).
     Room {
         room: RoomId,
+        device: DeviceHash,
     },
     /// The holder of a verified join link.
     Link {
@@ -251,12 +261,13 @@ pub fn decide(request: &Request<'_>) -> Decision {
 }
 
 fn check(r: &Request<'_>) -> Result<(), Reason> {
-    let Some(role) = r.principal.role() else {
-        return Err(Reason::NotAuthenticated);
-    };
+    // First: an address that tries too often is turned away before anyone checks who it is.
     if r.rate_limited {
         return Err(Reason::RateLimited);
     }
+    let Some(role) = r.principal.role() else {
+        return Err(Reason::NotAuthenticated);
+    };
     check_credential(r.principal, r.credential)?;
     if !r.action.allowed_roles().contains(&role) {
         return Err(Reason::RoleForbidden);
@@ -291,7 +302,7 @@ fn check_credential(principal: &Principal, credential: Credential) -> Result<(),
 /// A room acts only on its own bookings; a link only on its own appointment.
 fn check_scope(principal: &Principal, appointment: &AppointmentFacts) -> Result<(), Reason> {
     match principal {
-        Principal::Room { room } if *room != appointment.room => Err(Reason::RoomNotBooked),
+        Principal::Room { room, .. } if *room != appointment.room => Err(Reason::RoomNotBooked),
         Principal::Link { appointment: linked, .. } if *linked != appointment.id => Err(Reason::LinkInvalid),
         _ => Ok(()),
     }
@@ -303,6 +314,13 @@ fn check_status(appointment: &AppointmentFacts) -> Result<(), Reason> {
         Status::Cancelled => Err(Reason::AppointmentCancelled),
         Status::Ended => Err(Reason::AppointmentEnded),
     }
+}
+
+/// Whether a consultation on this appointment may carry on now, whoever is in it: a live
+/// session whose appointment was cancelled, ended, locked down or moved away ends with this
+/// reason.
+pub fn consultation_may_continue(appointment: &AppointmentFacts, now: Timestamp) -> Result<(), Reason> {
+    check_consultation(Action::Remain, appointment, now)
 }
 
 fn check_consultation(action: Action, appointment: &AppointmentFacts, now: Timestamp) -> Result<(), Reason> {
@@ -351,6 +369,7 @@ mod tests {
     //! credential state × rate limit, checked against expectations written as tables.
 
     use super::*;
+    use crate::auth::device::DeviceHash;
     use crate::domain::{AppointmentId, LinkId, RoomId, StaffId};
     use Reason::*;
 
@@ -469,14 +488,15 @@ mod tests {
         let appointment_id = AppointmentId::new();
         let room = RoomId::new();
         let other_room = RoomId::new();
+        let device = DeviceHash([7; 32]);
         let link = |role, appointment| Principal::Link { link: LinkId::new(), appointment, role };
         let principals: Vec<(&str, Principal, bool)> = vec![
             ("anonymous", Principal::Anonymous, true),
             ("scheduler", Principal::Staff { id: StaffId::new(), role: StaffRole::Scheduler }, true),
             ("security", Principal::Staff { id: StaffId::new(), role: StaffRole::Security }, true),
             ("admin", Principal::Staff { id: StaffId::new(), role: StaffRole::Admin }, true),
-            ("room", Principal::Room { room }, true),
-            ("room", Principal::Room { room: other_room }, false),
+            ("room", Principal::Room { room, device }, true),
+            ("room", Principal::Room { room: other_room, device }, false),
             ("clinician", link(ParticipantRole::Clinician, appointment_id), true),
             ("clinician", link(ParticipantRole::Clinician, AppointmentId::new()), false),
             ("guest", link(ParticipantRole::Guest, appointment_id), true),
@@ -511,10 +531,10 @@ mod tests {
                                     rate_limited,
                                     now: moment(position),
                                 };
-                                let expected = if *role_name == "anonymous" {
-                                    Some(NotAuthenticated)
-                                } else if rate_limited {
+                                let expected = if rate_limited {
                                     Some(RateLimited)
+                                } else if *role_name == "anonymous" {
+                                    Some(NotAuthenticated)
                                 } else if credential != Credential::Valid {
                                     Some(match (role_name, credential) {
                                         (&"room", _) => DeviceRevoked,
@@ -552,7 +572,7 @@ mod tests {
     #[test]
     fn a_participant_without_an_appointment_is_refused() {
         let now = moment(WindowPosition::During);
-        let room = Principal::Room { room: RoomId::new() };
+        let room = Principal::Room { room: RoomId::new(), device: DeviceHash([1; 32]) };
         let req = Request {
             principal: &room,
             action: Action::Join,

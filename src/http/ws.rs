@@ -1,36 +1,67 @@
-//! The `/ws` endpoint: upgrades to a WebSocket and hands it to the signalling layer, with the
-//! client's own address, the gateway address it reached and the browser cookie that binds join
-//! links.
+//! The `/ws` endpoint: checks that the request comes from the gateway's own pages, upgrades to a
+//! WebSocket and hands it to the signalling layer, with the client's own address, the gateway
+//! address it reached and the browser cookie that binds join links.
 
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
 
-use super::api::links::BROWSER_COOKIE;
-use super::api::{Api, ClientIp, ReachedIp, cookie};
+use super::api::{Api, ClientIp, ReachedIp, audit_error, blocking, browser_cookie};
+use super::error::ApiError;
+use crate::audit::EventKind;
+use crate::auth::Caller;
 use crate::auth::digest;
+use crate::auth::policy::Principal;
 use crate::signal::{self, Frame, Peer, protocol};
 
 /// The WebSocket layer's own limit: a little above the protocol's, so that an oversized
 /// message is answered with an error message rather than a dropped connection.
 const MAX_FRAME_BYTES: usize = protocol::MAX_MESSAGE_BYTES * 2;
+/// A send that has not gone out by then means the client stopped reading: the connection is
+/// given up rather than let its buffers hold the signalling task.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub async fn upgrade(
     State(api): State<Api>,
     ClientIp(ip): ClientIp,
     ReachedIp(gateway_ip): ReachedIp,
     headers: HeaderMap,
+    uri: Uri,
     ws: WebSocketUpgrade,
 ) -> Response {
-    // A browser without the cookie gets a fresh identity: a link it presents binds to this
-    // connection only, and the consultant page fetches /api/v1/join/link first to set it.
-    let browser = cookie(&headers, BROWSER_COOKIE).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let peer = Peer { ip: Some(ip), gateway_ip: Some(gateway_ip), browser: digest(&browser) };
+    // Browsers send cookies with a WebSocket from any page, so a page elsewhere could act
+    // with this browser's link binding: only the gateway's own pages may open one.
+    if !same_origin(&headers, &uri) {
+        let audit = api.audit.clone();
+        let refusal =
+            Caller::new(Principal::Anonymous, Some(ip)).event(EventKind::AccessDenied).refused("origin_forbidden");
+        return match blocking(move || audit.append_blocking(refusal).map_err(audit_error)).await {
+            Ok(_) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "origin_forbidden",
+                "Signalling is open to the gateway's own pages only.",
+            )
+            .into_response(),
+            Err(e) => e.into_response(),
+        };
+    }
+    let peer = Peer { ip: Some(ip), gateway_ip: Some(gateway_ip), browser: browser_cookie(&headers).map(|c| digest(&c)) };
     let (schedule, sessions, clock) = (api.schedule.clone(), api.sessions.clone(), api.clock.clone());
     ws.max_message_size(MAX_FRAME_BYTES).max_frame_size(MAX_FRAME_BYTES).on_upgrade(move |socket| async move {
         signal::run(AxumSocket(socket), peer, schedule, sessions, clock).await;
     })
+}
+
+/// Whether the request's Origin is the site it was sent to: `https://` and the Host (or, over
+/// HTTP/2, the authority), with the default port written or not. No Origin is no match.
+fn same_origin(headers: &HeaderMap, uri: &Uri) -> bool {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).or_else(|| uri.authority().map(|a| a.as_str()));
+    let (Some(origin), Some(host)) = (origin, host) else { return false };
+    let Some(origin_host) = origin.strip_prefix("https://") else { return false };
+    let without_default_port = |h: &str| h.strip_suffix(":443").unwrap_or(h).to_ascii_lowercase();
+    without_default_port(origin_host) == without_default_port(host)
 }
 
 struct AxumSocket(WebSocket);
@@ -50,11 +81,35 @@ impl signal::Socket for AxumSocket {
     }
 
     async fn send(&mut self, text: String) -> bool {
-        self.0.send(Message::Text(text.into())).await.is_ok()
+        matches!(tokio::time::timeout(SEND_TIMEOUT, self.0.send(Message::Text(text.into()))).await, Ok(Ok(())))
     }
 
     async fn close(&mut self, code: u16, reason: &str) {
         let frame = axum::extract::ws::CloseFrame { code, reason: reason.to_owned().into() };
-        let _ = self.0.send(Message::Close(Some(frame))).await;
+        let _ = tokio::time::timeout(SEND_TIMEOUT, self.0.send(Message::Close(Some(frame)))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_sites_own_origin_is_the_same_origin() {
+        let check = |origin: Option<&str>, host: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, host.parse().unwrap());
+            if let Some(origin) = origin {
+                headers.insert(header::ORIGIN, origin.parse().unwrap());
+            }
+            same_origin(&headers, &Uri::from_static("/ws"))
+        };
+        assert!(check(Some("https://gw.example:8443"), "gw.example:8443"));
+        assert!(check(Some("https://GW.example"), "gw.example:443"));
+        assert!(!check(Some("http://gw.example:8443"), "gw.example:8443"));
+        assert!(!check(Some("https://evil.example"), "gw.example"));
+        assert!(!check(Some("https://gw.example.evil.example"), "gw.example"));
+        assert!(!check(Some("null"), "gw.example"));
+        assert!(!check(None, "gw.example"));
     }
 }

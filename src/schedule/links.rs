@@ -6,10 +6,11 @@ use jiff::Timestamp;
 
 use super::{AppointmentView, Change, Schedule, ScheduleError, object_of};
 use crate::audit::{EventKind, Object};
+use crate::auth::device::DeviceHash;
 use crate::auth::link_token::{LinkClaims, LinkRole};
 use crate::auth::policy::{Action, Credential, Principal, Reason};
 use crate::auth::{Caller, code, device};
-use crate::domain::{AppointmentId, AppointmentStatus, LinkId, ParticipantId, ParticipantRole, RoomId};
+use crate::domain::{AppointmentId, LinkId, ParticipantId, ParticipantRole, RoomId};
 use crate::store::{AppointmentFilter, LinkRecord};
 
 /// A newly issued link: the token goes into the URL sent to the participant, once.
@@ -124,15 +125,17 @@ impl Schedule {
     }
 
     /// Whether the holder of `token`, in the browser identified by `browser`, may enter now.
-    /// The first browser to use a link is bound to it.
+    /// The first browser to use a link is bound to it, so a browser that does not identify
+    /// itself (None) is refused.
     pub fn redeem_link(
         &self,
         token: &str,
         expected: Option<AppointmentId>,
-        browser: &[u8; 32],
+        browser: Option<&[u8; 32]>,
         ip: Option<std::net::IpAddr>,
         now: Timestamp,
     ) -> Result<Admission, ScheduleError> {
+        self.door_attempt(ip, now)?;
         let anonymous = Caller::new(Principal::Anonymous, ip);
         let claims = match self.links.verify(token, now.as_second().max(0) as u64) {
             Ok(claims) => claims,
@@ -164,10 +167,15 @@ impl Schedule {
         // does not lock the consultant out of the browser they join from later.
         let credential = match (record.revoked_at, record.bound_browser) {
             (Some(_), _) => Credential::Revoked,
-            (None, Some(bound)) if bound != *browser => Credential::BoundElsewhere,
+            (None, Some(bound)) if browser != Some(&bound) => Credential::BoundElsewhere,
             (None, _) => Credential::Valid,
         };
         self.authorize(&caller, Action::Join, Some(&view), credential, now)?;
+        let Some(browser) = browser else {
+            // Binding to nobody would leave the link open to the next browser that tries it.
+            let object = link_object(&view, link);
+            return Err(self.refuse(&caller, EventKind::LinkRefused, Reason::BrowserUnknown, object));
+        };
         if record.bound_browser.is_none() {
             if self.store.bind_link(link, browser)?.as_ref() != Some(browser) {
                 // Another browser won the race for this link.
@@ -196,6 +204,7 @@ impl Schedule {
         ip: Option<std::net::IpAddr>,
         now: Timestamp,
     ) -> Result<(RoomId, Result<Admission, ScheduleError>), ScheduleError> {
+        self.door_attempt(ip, now)?;
         let anonymous = Caller::new(Principal::Anonymous, ip);
         let Some(hash) = device::lookup_hash(presented) else {
             return Err(self.refuse(&anonymous, EventKind::AccessDenied, Reason::NotAuthenticated, Object::default()));
@@ -203,19 +212,20 @@ impl Schedule {
         let Some(room) = self.store.room_by_device(&hash)? else {
             return Err(match self.store.revoked_device(&hash)? {
                 Some(room) => {
-                    let caller = Caller::new(Principal::Room { room }, ip);
+                    let caller = Caller::new(Principal::Room { room, device: DeviceHash(hash) }, ip);
                     let object = Object { room: code(room), ..Object::default() };
                     self.refuse(&caller, EventKind::AccessDenied, Reason::DeviceRevoked, object)
                 }
                 None => self.refuse(&anonymous, EventKind::AccessDenied, Reason::NotAuthenticated, Object::default()),
             });
         };
-        let caller = Caller::new(Principal::Room { room: room.id }, ip);
+        let caller = Caller::new(Principal::Room { room: room.id, device: DeviceHash(hash) }, ip);
         Ok((room.id, self.room_admission(&caller, room.id, now)))
     }
 
     fn room_admission(&self, caller: &Caller, room: RoomId, now: Timestamp) -> Result<Admission, ScheduleError> {
-        // The room's current or next appointment that is not over.
+        // The room's current or next appointment that is not over: one that was cancelled,
+        // ended or terminated early gives way to the next, even within its own overrun.
         let filter = AppointmentFilter {
             room: Some(room),
             from: Some(now - self.settings.overrun),
@@ -227,7 +237,7 @@ impl Schedule {
             .store
             .appointments(&filter)?
             .into_iter()
-            .filter(|a| !matches!(a.status, AppointmentStatus::Cancelled { .. } | AppointmentStatus::Ended))
+            .filter(|a| a.status.holds_room())
             .find(|a| a.end + self.settings.overrun > now);
         let view = match next {
             Some(a) => Some(self.view_of(a)?),

@@ -3,6 +3,7 @@
 //! refusals included. Time is passed in; this module knows nothing of WebRTC or HTTP.
 
 mod links;
+mod throttle;
 pub mod validate;
 
 use std::sync::Arc;
@@ -150,6 +151,8 @@ pub struct Schedule {
     changes: broadcast::Sender<Change>,
     /// Signs and verifies join links.
     links: Arc<LinkKeys>,
+    /// Join attempts per source address, shared by every door (HTTP and signalling).
+    throttle: Arc<throttle::DoorThrottle>,
 }
 
 impl std::fmt::Debug for Schedule {
@@ -161,7 +164,7 @@ impl std::fmt::Debug for Schedule {
 impl Schedule {
     pub fn new(store: Arc<dyn Store>, audit: AuditLog, settings: WindowSettings, links: Arc<LinkKeys>) -> Self {
         let (changes, _) = broadcast::channel(256);
-        Self { store, audit, settings, changes, links }
+        Self { store, audit, settings, changes, links, throttle: Arc::default() }
     }
 
     pub fn settings(&self) -> WindowSettings {
@@ -492,8 +495,10 @@ impl Schedule {
                 Some(record) if record.revoked_at.is_none() => Credential::Valid,
                 _ => Credential::Revoked,
             },
-            Principal::Room { room } => match self.store.room(*room)? {
-                Some(room) if room.device_active => Credential::Valid,
+            // Valid only while the credential the kiosk presented is still the room's own:
+            // replacing it ends a kiosk connected on the old one, as revoking does.
+            Principal::Room { room, device } => match self.store.room_by_device(&device.0)? {
+                Some(current) if current.id == *room => Credential::Valid,
                 _ => Credential::Revoked,
             },
             _ => Credential::Valid,

@@ -33,6 +33,8 @@ pub enum EndReason {
     AlreadyConnected,
     /// The gateway is shutting down.
     Shutdown,
+    /// The join could not be recorded in the audit log, so it was refused.
+    AuditUnavailable,
 }
 
 impl EndReason {
@@ -44,6 +46,7 @@ impl EndReason {
             Self::Left => "left",
             Self::AlreadyConnected => "already_connected",
             Self::Shutdown => "gateway_shutdown",
+            Self::AuditUnavailable => "audit_unavailable",
         }
     }
 
@@ -57,6 +60,9 @@ impl EndReason {
                 "This link or room is already connected from another window. Close that window first.".into()
             }
             Self::Shutdown => "The gateway is restarting. Rejoin in a minute.".into(),
+            Self::AuditUnavailable => {
+                "The gateway cannot record your join right now, so it cannot let you in. Try again in a minute.".into()
+            }
         }
     }
 }

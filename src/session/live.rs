@@ -2,13 +2,15 @@
 //! the media session, and ends connections when the policy no longer allows them. Everything
 //! reaches it as a closed `Command`, so its state needs no lock.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::{mpsc, oneshot};
 
 use super::event::{EndReason, PeerView, SessionEvent, Warning};
 use super::{ConnId, Shared};
-use crate::audit::{EventKind, Object};
-use crate::auth::policy::{Action, Credential, Principal, Reason};
+use crate::audit::{AuditError, EventKind, Object};
+use crate::auth::policy::{self, Action, Credential, Principal, Reason};
 use crate::auth::{Caller, code};
 use crate::domain::{AppointmentId, AppointmentStatus};
 use crate::schedule::{Admission, Change, ScheduleError};
@@ -16,6 +18,9 @@ use crate::sfu::{ParticipantKey, SessionKey, SfuError};
 
 /// How often the timers are checked: warnings and the hard end are at most this late.
 const TICK: std::time::Duration = std::time::Duration::from_millis(500);
+/// What a member hears when something cannot be done for want of its audit record.
+const AUDIT_UNAVAILABLE: &str =
+    "The gateway cannot record this right now, so it cannot be done. Try again in a minute.";
 /// The first warning, before the booked end.
 const WARN_BEFORE_END: SignedDuration = SignedDuration::from_mins(5);
 
@@ -24,7 +29,7 @@ pub(super) enum Command {
         admission: Box<Admission>,
         ip: Option<std::net::IpAddr>,
         gateway_ip: Option<std::net::IpAddr>,
-        events: mpsc::UnboundedSender<SessionEvent>,
+        events: mpsc::Sender<SessionEvent>,
         reply: oneshot::Sender<Result<ConnId, EndReason>>,
     },
     Offer {
@@ -58,8 +63,15 @@ pub(super) enum Command {
         key: ParticipantKey,
         sdp: String,
     },
-    MediaFailed {
+    /// The member's media is up (again).
+    MediaConnected {
         key: ParticipantKey,
+    },
+    /// The member's media went quiet or broke and has left the media core; `failed` when on
+    /// an error.
+    MediaLost {
+        key: ParticipantKey,
+        failed: bool,
     },
     Describe {
         reply: oneshot::Sender<Summary>,
@@ -82,9 +94,15 @@ pub struct Summary {
 
 struct Conn {
     id: ConnId,
-    events: mpsc::UnboundedSender<SessionEvent>,
+    /// Bounded: a connection that cannot keep up is let go rather than queued for.
+    events: mpsc::Sender<SessionEvent>,
+    /// Its queue was full: it is disconnected once the current command is handled.
+    stalled: AtomicBool,
     /// The member's peer connection in the media core, once it has sent its offer.
     media: Option<ParticipantKey>,
+    /// Its media went quiet or broke: the others see the member away until media is back
+    /// (a new offer connects) or it reconnects.
+    media_lost: bool,
     ip: Option<std::net::IpAddr>,
     /// The gateway's address this connection reached; the media core advertises it.
     gateway_ip: Option<std::net::IpAddr>,
@@ -105,15 +123,19 @@ impl Member {
     }
 
     fn send(&self, event: SessionEvent) {
-        if let Some(conn) = &self.conn {
-            // A closed connection is noticed through its Disconnected command.
-            let _ = conn.events.send(event);
+        if let Some(conn) = &self.conn
+            && let Err(mpsc::error::TrySendError::Full(_)) = conn.events.try_send(event)
+        {
+            // A closed connection is noticed through its Disconnected command; a full one has
+            // fallen behind.
+            conn.stalled.store(true, Ordering::Relaxed);
         }
     }
 
     fn view(&self) -> PeerView {
         let state = match (&self.conn, self.admitted) {
             (None, _) => "away",
+            (Some(conn), _) if conn.media_lost => "away",
             (Some(_), false) => "waiting",
             (Some(_), true) => "admitted",
         };
@@ -153,7 +175,7 @@ impl Live {
         }
     }
 
-    pub(super) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -166,12 +188,14 @@ impl Live {
                     if self.on_tick().await {
                         break;
                     }
+                    self.let_go_of_stalled().await;
                     continue;
                 }
             };
             if self.handle(command).await {
                 break;
             }
+            self.let_go_of_stalled().await;
         }
         for member in &mut self.members {
             if let Some(conn) = member.conn.take()
@@ -188,15 +212,20 @@ impl Live {
         (self.shared.clock)()
     }
 
-    async fn audit(&self, caller: &Caller, kind: EventKind, member: Option<&str>) {
+    /// Records what a member did. What grants something (a join, an admission) goes ahead
+    /// only once recorded: no audit, no action. What takes something away (leaving, endings)
+    /// goes ahead regardless, since refusing to end would be worse; its failure is logged.
+    async fn audit(&self, caller: &Caller, kind: EventKind, member: Option<&str>) -> Result<(), AuditError> {
         let object = Object { participant: member.and_then(code), session: code(self.appointment), ..self.object() };
-        self.record(caller.event(kind).with_object(object)).await;
+        self.record(caller.event(kind).with_object(object)).await
     }
 
-    async fn record(&self, event: crate::audit::Event) {
-        if let Err(e) = self.shared.schedule.audit().append(event).await {
+    async fn record(&self, event: crate::audit::Event) -> Result<(), AuditError> {
+        let result = self.shared.schedule.audit().append(event).await;
+        if let Err(e) = &result {
             tracing::error!(error = %e, "cannot audit a session event");
         }
+        result.map(drop)
     }
 
     fn object(&self) -> Object {
@@ -245,7 +274,7 @@ impl Live {
             }
             Command::Changed(change) => {
                 if change.is_none_or(|c| self.concerns(&c)) {
-                    return self.reevaluate().await;
+                    return self.schedule_changed().await;
                 }
             }
             Command::MediaOffer { key, sdp } => {
@@ -255,19 +284,15 @@ impl Live {
                     member.send(SessionEvent::Offer { sdp });
                 }
             }
-            Command::MediaFailed { key } => {
-                let conn =
-                    self.members.iter().find_map(|m| m.conn.as_ref().filter(|c| c.media == Some(key)).map(|c| c.id));
-                if let Some(conn) = conn {
-                    self.send_error(conn, "media_failed", "The media connection failed. Rejoin to continue.");
-                    if let Some(member) = self.member_by_conn(conn) {
-                        let caller = member.caller();
-                        let id = member.id.clone();
-                        self.audit(&caller, EventKind::MediaFailed, Some(&id)).await;
-                    }
-                    self.disconnected(conn).await;
+            Command::MediaConnected { key } => {
+                if let Some(conn) = self.conn_by_media(key)
+                    && conn.media_lost
+                {
+                    conn.media_lost = false;
+                    self.broadcast_participants();
                 }
             }
+            Command::MediaLost { key, failed } => self.media_lost(key, failed).await,
             Command::Describe { reply } => {
                 let _ = reply.send(Summary {
                     appointment: self.appointment,
@@ -298,71 +323,80 @@ impl Live {
         admission: &Admission,
         ip: Option<std::net::IpAddr>,
         gateway_ip: Option<std::net::IpAddr>,
-        events: mpsc::UnboundedSender<SessionEvent>,
+        events: mpsc::Sender<SessionEvent>,
     ) -> Result<ConnId, EndReason> {
         let id = admission.member_id.to_string();
         let caller = Caller::new(admission.principal.clone(), ip);
-        let conn = Conn { id: self.shared.next_conn(), events, media: None, ip, gateway_ip };
-        let conn_id = conn.id;
         let role = admission.role();
         // Ask again inside the actor: a revocation or lockdown processed between the door and
         // here must not let this connection in.
         if let Err(reason) = self.allowed(&caller, Action::Remain).await {
             return Err(EndReason::Policy(reason));
         }
-        let reconnect = match self.members.iter_mut().find(|m| m.id == id) {
-            Some(existing) if existing.conn.is_some() => {
-                // A second connection with the same credential is refused, never substituted.
-                let refusal = caller.event(EventKind::SessionRefused).refused(EndReason::AlreadyConnected.code());
-                let object = Object { participant: code(&id), ..self.object() };
-                let event = refusal.with_object(object);
-                self.record(event).await;
-                return Err(EndReason::AlreadyConnected);
-            }
-            Some(existing) => {
-                existing.conn = Some(conn);
-                existing.principal = admission.principal.clone();
-                true
+        let existing = self.members.iter().position(|m| m.id == id);
+        if existing.is_some_and(|index| self.members[index].conn.is_some()) {
+            // A second connection with the same credential is refused, never substituted.
+            let refusal = caller.event(EventKind::SessionRefused).refused(EndReason::AlreadyConnected.code());
+            let object = Object { participant: code(&id), ..self.object() };
+            let _ = self.record(refusal.with_object(object)).await;
+            return Err(EndReason::AlreadyConnected);
+        }
+        let reconnect = existing.is_some();
+        let kind = if reconnect { EventKind::SessionReconnected } else { EventKind::SessionJoined };
+        if self.audit(&caller, kind, Some(&id)).await.is_err() {
+            return Err(EndReason::AuditUnavailable);
+        }
+        let conn = Conn {
+            id: self.shared.next_conn(),
+            events,
+            stalled: AtomicBool::new(false),
+            media: None,
+            media_lost: false,
+            ip,
+            gateway_ip,
+        };
+        let conn_id = conn.id;
+        let index = match existing {
+            Some(index) => {
+                let member = &mut self.members[index];
+                // An admission belongs to the credential it was given to: a member back with a
+                // reissued link or a replaced device waits to be admitted again.
+                if member.principal != admission.principal {
+                    member.admitted = role == "clinician";
+                    member.principal = admission.principal.clone();
+                }
+                member.conn = Some(conn);
+                index
             }
             None => {
                 // A clinician's own join admits nobody else, but the clinician is in.
-                let admitted = role == "clinician";
                 self.members.push(Member {
                     id: id.clone(),
                     principal: admission.principal.clone(),
                     display_name: admission.display_name.clone(),
                     role,
-                    admitted,
+                    admitted: role == "clinician",
                     conn: Some(conn),
                 });
-                false
+                self.members.len() - 1
             }
         };
-        let (admitted, name) = {
-            let member = self.members.iter().find(|m| m.id == id).map(|m| (m.admitted, m.display_name.clone()));
-            member.unwrap_or((false, String::new()))
-        };
-        self.audit(
-            &caller,
-            if reconnect { EventKind::SessionReconnected } else { EventKind::SessionJoined },
-            Some(&id),
-        )
-        .await;
+        let (admitted, name) = (self.members[index].admitted, self.members[index].display_name.clone());
         self.note(format!("{name} ({role}) {}", if reconnect { "reconnected" } else { "joined" }));
-        if let Some(member) = self.members.iter().find(|m| m.id == id) {
-            member.send(SessionEvent::Joined {
-                appointment: self.appointment,
-                participant_id: id.clone(),
-                role,
-                display_name: name,
-                ends_at: self.ends_at,
-                hard_end: self.hard_end,
-                admitted,
-            });
-            member.send(if admitted { SessionEvent::Admitted } else { SessionEvent::Waiting });
-        }
+        let member = &self.members[index];
+        member.send(SessionEvent::Joined {
+            appointment: self.appointment,
+            participant_id: id.clone(),
+            role,
+            display_name: name,
+            ends_at: self.ends_at,
+            hard_end: self.hard_end,
+            admitted,
+        });
+        member.send(if admitted { SessionEvent::Admitted } else { SessionEvent::Waiting });
         if !admitted {
-            self.audit(&caller, EventKind::SessionWaiting, Some(&id)).await;
+            // Waiting grants nothing, so it is not refused for want of its record.
+            let _ = self.audit(&caller, EventKind::SessionWaiting, Some(&id)).await;
         }
         self.broadcast_participants();
         Ok(conn_id)
@@ -424,13 +458,19 @@ impl Live {
             self.send_error(conn, refusal.code(), refusal.message());
             return;
         }
-        let Some(member) = self.members.iter_mut().find(|m| m.id == target) else {
+        let Some(member) = self.members.iter().find(|m| m.id == target) else {
             self.send_error(conn, "not_found", "There is nobody with that id in this consultation.");
             return;
         };
         if member.admitted {
             return;
         }
+        // No audit, no admission.
+        if self.audit(&caller, EventKind::SessionAdmitted, Some(target)).await.is_err() {
+            self.send_error(conn, "audit_unavailable", AUDIT_UNAVAILABLE);
+            return;
+        }
+        let Some(member) = self.members.iter_mut().find(|m| m.id == target) else { return };
         member.admitted = true;
         let key = member.conn.as_ref().and_then(|c| c.media);
         member.send(SessionEvent::Admitted);
@@ -438,7 +478,6 @@ impl Live {
         if let Some(key) = key {
             let _ = self.shared.sfu.set_forwarding(key, true).await;
         }
-        self.audit(&caller, EventKind::SessionAdmitted, Some(target)).await;
         self.note(format!("{name} admitted"));
         self.broadcast_participants();
     }
@@ -467,8 +506,12 @@ impl Live {
             self.send_error(conn, refusal.code(), refusal.message());
             return false;
         }
-        self.audit(&caller, EventKind::SessionEnded, None).await;
-        self.finish(AppointmentStatus::Ended).await;
+        // The appointment must be marked ended first, or its links would let everyone back in.
+        if self.finish(AppointmentStatus::Ended).await.is_err() {
+            self.send_error(conn, "unavailable", "The consultation could not be ended just now. Try again.");
+            return false;
+        }
+        let _ = self.audit(&caller, EventKind::SessionEnded, None).await;
         self.end_all(EndReason::EndedByClinician).await;
         true
     }
@@ -482,16 +525,25 @@ impl Live {
         })
         .await
         .map_err(|_| ScheduleError::NotFound("live session"))??;
-        self.audit(caller, EventKind::SessionTerminated, None).await;
-        self.finish(AppointmentStatus::Terminated { reason: reason.clone() }).await;
+        // Marked first: a termination that is not stored would let everyone rejoin, so its
+        // failure goes back to security staff, and the session carries on until they retry.
+        self.finish(AppointmentStatus::Terminated { reason: reason.clone() }).await?;
+        let _ = self.audit(caller, EventKind::SessionTerminated, None).await;
         self.end_all(EndReason::Terminated { reason }).await;
         Ok(())
     }
 
-    async fn finish(&self, status: AppointmentStatus) {
+    /// Stores how the appointment ended.
+    async fn finish(&self, status: AppointmentStatus) -> Result<(), ScheduleError> {
         let schedule = self.shared.schedule.clone();
         let (appointment, now) = (self.appointment, self.now());
-        let _ = tokio::task::spawn_blocking(move || schedule.mark_ended(appointment, status, now)).await;
+        let result = tokio::task::spawn_blocking(move || schedule.mark_ended(appointment, status, now))
+            .await
+            .unwrap_or(Err(ScheduleError::NotFound("live session")));
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "cannot record how a consultation ended");
+        }
+        result
     }
 
     async fn end_all(&mut self, reason: EndReason) {
@@ -511,6 +563,48 @@ impl Live {
         }
     }
 
+    fn conn_by_media(&mut self, key: ParticipantKey) -> Option<&mut Conn> {
+        self.members.iter_mut().filter_map(|m| m.conn.as_mut()).find(|c| c.media == Some(key))
+    }
+
+    /// A member's media went quiet or broke. The media core has already let it go; the member
+    /// shows as away and is asked to offer again, over the signalling connection it still has.
+    async fn media_lost(&mut self, key: ParticipantKey, failed: bool) {
+        self.shared.forget_media(key);
+        let Some(conn) = self.conn_by_media(key) else { return };
+        conn.media = None;
+        conn.media_lost = true;
+        let conn = conn.id;
+        let (code, message) = if failed {
+            ("media_failed", "The media connection failed. Send a new offer to restore it.")
+        } else {
+            ("media_lost", "The media connection went quiet. Send a new offer to restore it.")
+        };
+        self.send_error(conn, code, message);
+        if failed && let Some(member) = self.member_by_conn(conn) {
+            let caller = member.caller();
+            let id = member.id.clone();
+            let _ = self.audit(&caller, EventKind::MediaFailed, Some(&id)).await;
+        }
+        self.broadcast_participants();
+    }
+
+    /// Connections whose event queue filled are disconnected: the member shows as away, and
+    /// its signalling connection closes (4504) once it has sent what was queued.
+    async fn let_go_of_stalled(&mut self) {
+        let stalled: Vec<ConnId> = self
+            .members
+            .iter()
+            .filter_map(|m| m.conn.as_ref())
+            .filter(|c| c.stalled.load(Ordering::Relaxed))
+            .map(|c| c.id)
+            .collect();
+        for conn in stalled {
+            tracing::warn!("a participant's connection fell behind its messages; disconnecting it");
+            self.disconnected(conn).await;
+        }
+    }
+
     async fn disconnected(&mut self, conn: ConnId) {
         let Some(index) = self.members.iter().position(|m| m.conn.as_ref().is_some_and(|c| c.id == conn)) else {
             return;
@@ -524,13 +618,52 @@ impl Live {
             let _ = self.shared.sfu.remove_participant(key).await;
             self.shared.forget_media(key);
         }
-        self.audit(&caller, EventKind::SessionLeft, Some(&id)).await;
+        let _ = self.audit(&caller, EventKind::SessionLeft, Some(&id)).await;
         self.note(format!("{name} left"));
         self.broadcast_participants();
     }
 
+    /// The schedule changed: reload the appointment (it may have moved, been cancelled or
+    /// locked down), take on its new times, and ask the policy again for every member. True
+    /// when the session is over.
+    async fn schedule_changed(&mut self) -> bool {
+        let schedule = self.shared.schedule.clone();
+        let appointment = self.appointment;
+        let view = tokio::task::spawn_blocking(move || schedule.view(appointment)).await;
+        let Ok(Ok(view)) = view else {
+            // Cannot reload: the policy, asked below, cannot be asked either and so ends everyone.
+            self.reevaluate().await;
+            return false;
+        };
+        self.room = view.room.clone();
+        if (view.window.end, view.window.hard_end) != (self.ends_at, self.hard_end) {
+            self.retime(view.window.end, view.window.hard_end);
+        }
+        self.reevaluate().await;
+        if let Err(reason) = policy::consultation_may_continue(&view.facts(), self.now()) {
+            // Nobody may be in it any more (those connected were just ended): the session is over,
+            // and leaves the live list rather than lingering until its old hard end.
+            self.note(format!("ended: {}", reason.code()));
+            return true;
+        }
+        false
+    }
+
+    /// Takes on a rescheduled end: the warnings are given again for the new end, the hard end
+    /// follows it, and everyone is told the new times at once.
+    fn retime(&mut self, ends_at: Timestamp, hard_end: Timestamp) {
+        self.ends_at = ends_at;
+        self.hard_end = hard_end;
+        self.warned_five = false;
+        self.warned_end = false;
+        for member in &self.members {
+            member.send(SessionEvent::Timing { ends_at, hard_end, warning: None });
+        }
+        self.note("rescheduled".to_owned());
+    }
+
     /// Asks the policy again for every connected member; those it now refuses are ended.
-    async fn reevaluate(&mut self) -> bool {
+    async fn reevaluate(&mut self) {
         for index in 0..self.members.len() {
             if self.members[index].conn.is_none() {
                 continue;
@@ -541,7 +674,6 @@ impl Live {
                 self.broadcast_participants();
             }
         }
-        false
     }
 
     /// Timers: the five-minute warning, the end warning, and the hard end. True when over.
@@ -558,8 +690,9 @@ impl Live {
         }
         if now >= self.hard_end {
             let event = crate::audit::Event::new(EventKind::SessionEnded, crate::audit::Actor::System);
-            self.record(event.with_object(self.object())).await;
-            self.finish(AppointmentStatus::Ended).await;
+            let _ = self.record(event.with_object(self.object())).await;
+            // The window is over, so the policy refuses everyone even if this is not stored.
+            let _ = self.finish(AppointmentStatus::Ended).await;
             self.end_all(EndReason::Policy(Reason::WindowClosed)).await;
             return true;
         }
@@ -580,7 +713,7 @@ impl Live {
         };
         self.note(what.to_owned());
         let event = crate::audit::Event::new(EventKind::SessionWarned, crate::audit::Actor::System);
-        self.record(event.with_object(self.object())).await;
+        let _ = self.record(event.with_object(self.object())).await;
     }
 
     fn concerns(&self, change: &Change) -> bool {

@@ -5,6 +5,8 @@
 
 pub mod event;
 mod live;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,16 +28,25 @@ use crate::sfu::{ParticipantKey, SessionKey, SfuEvent, SfuHandle};
 /// Identifies one connection of one member; a reconnect gets a new one.
 pub type ConnId = u64;
 
+/// How many events may wait for one connection. A client that falls this far behind is
+/// disconnected (and shown as away) rather than let the gateway's memory grow.
+pub const EVENT_QUEUE: usize = 64;
+/// How many commands may wait for one live session. Senders wait for room, which slows a
+/// flooding client down rather than queueing without bound.
+const COMMAND_QUEUE: usize = 256;
+
 /// What every live session shares.
 pub(crate) struct Shared {
     schedule: Schedule,
     sfu: SfuHandle,
     clock: Clock,
     /// The live sessions, by appointment. A std mutex: held only to look up or insert.
-    live: Mutex<HashMap<AppointmentId, mpsc::UnboundedSender<Command>>>,
+    live: Mutex<HashMap<AppointmentId, mpsc::Sender<Command>>>,
     /// Which session each media participant belongs to, to route the media core's events.
     media: Mutex<HashMap<ParticipantKey, AppointmentId>>,
     next_id: AtomicU64,
+    /// Once cancelled, no session starts: one started during the drain would never hear of it.
+    shutdown: CancellationToken,
 }
 
 impl Shared {
@@ -57,12 +68,12 @@ impl Shared {
         self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&appointment);
     }
 
-    fn session_of(&self, key: ParticipantKey) -> Option<mpsc::UnboundedSender<Command>> {
+    fn session_of(&self, key: ParticipantKey) -> Option<mpsc::Sender<Command>> {
         let appointment = *self.media.lock().unwrap_or_else(|p| p.into_inner()).get(&key)?;
         self.live.lock().unwrap_or_else(|p| p.into_inner()).get(&appointment).cloned()
     }
 
-    fn all(&self) -> Vec<mpsc::UnboundedSender<Command>> {
+    fn all(&self) -> Vec<mpsc::Sender<Command>> {
         self.live.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
     }
 }
@@ -96,6 +107,7 @@ impl Sessions {
             live: Mutex::new(HashMap::new()),
             media: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            shutdown: shutdown.clone(),
         });
         let media = shared.clone();
         tokio::spawn(async move {
@@ -104,11 +116,16 @@ impl Sessions {
                     SfuEvent::Offer { participant, sdp } => {
                         (participant, Command::MediaOffer { key: participant, sdp })
                     }
-                    SfuEvent::Failed { participant, .. } => (participant, Command::MediaFailed { key: participant }),
-                    _ => continue,
+                    SfuEvent::Connected { participant } => (participant, Command::MediaConnected { key: participant }),
+                    SfuEvent::Disconnected { participant, .. } => {
+                        (participant, Command::MediaLost { key: participant, failed: false })
+                    }
+                    SfuEvent::Failed { participant, .. } => {
+                        (participant, Command::MediaLost { key: participant, failed: true })
+                    }
                 };
                 if let Some(session) = media.session_of(key) {
-                    let _ = session.send(command);
+                    let _ = session.send(command).await;
                 }
             }
         });
@@ -119,20 +136,21 @@ impl Sessions {
                 tokio::select! {
                     () = shutdown.cancelled() => {
                         for session in changes_shared.all() {
-                            let _ = session.send(Command::Shutdown);
+                            let _ = session.send(Command::Shutdown).await;
                         }
                         break;
                     }
                     change = changes.recv() => match change {
                         Ok(change) => {
+                            // Waiting for room here delays a change, never loses it.
                             for session in changes_shared.all() {
-                                let _ = session.send(Command::Changed(Some(change.clone())));
+                                let _ = session.send(Command::Changed(Some(change.clone()))).await;
                             }
                         }
                         // Missed changes: everyone re-checks everything.
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                             for session in changes_shared.all() {
-                                let _ = session.send(Command::Changed(None));
+                                let _ = session.send(Command::Changed(None)).await;
                             }
                         }
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
@@ -150,15 +168,20 @@ impl Sessions {
         admission: Admission,
         ip: Option<std::net::IpAddr>,
         gateway_ip: Option<std::net::IpAddr>,
-        events: mpsc::UnboundedSender<SessionEvent>,
+        events: mpsc::Sender<SessionEvent>,
     ) -> Result<Connection, EndReason> {
         let appointment = admission.view.appointment.id;
         let session = {
             let mut live = self.shared.live.lock().unwrap_or_else(|p| p.into_inner());
+            // Checked under the lock the shutdown's round of the sessions takes, so a session is
+            // either refused here or told to end there.
+            if self.shared.shutdown.is_cancelled() {
+                return Err(EndReason::Shutdown);
+            }
             match live.get(&appointment).filter(|s| !s.is_closed()) {
                 Some(session) => session.clone(),
                 None => {
-                    let (tx, rx) = mpsc::unbounded_channel();
+                    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
                     let key = SessionKey(self.shared.next_id.fetch_add(1, Ordering::Relaxed));
                     let actor = Live::new(self.shared.clone(), &admission, key);
                     tokio::spawn(actor.run(rx));
@@ -170,6 +193,7 @@ impl Sessions {
         let (reply, answer) = oneshot::channel();
         session
             .send(Command::Connect { admission: Box::new(admission), ip, gateway_ip, events, reply })
+            .await
             .map_err(|_| EndReason::Shutdown)?;
         let conn = answer.await.map_err(|_| EndReason::Shutdown)??;
         Ok(Connection { conn, session })
@@ -180,7 +204,7 @@ impl Sessions {
         let mut out = Vec::new();
         for session in self.shared.all() {
             let (reply, answer) = oneshot::channel();
-            if session.send(Command::Describe { reply }).is_ok()
+            if session.send(Command::Describe { reply }).await.is_ok()
                 && let Ok(summary) = answer.await
             {
                 out.push(summary);
@@ -202,6 +226,7 @@ impl Sessions {
         let (reply, answer) = oneshot::channel();
         session
             .send(Command::Terminate { caller, reason, reply })
+            .await
             .map_err(|_| ScheduleError::NotFound("live session"))?;
         answer.await.map_err(|_| ScheduleError::NotFound("live session"))?
     }
@@ -212,31 +237,38 @@ impl Sessions {
 #[derive(Debug)]
 pub struct Connection {
     conn: ConnId,
-    session: mpsc::UnboundedSender<Command>,
+    session: mpsc::Sender<Command>,
 }
 
 impl Connection {
-    pub fn offer(&self, sdp: String) {
-        let _ = self.session.send(Command::Offer { conn: self.conn, sdp });
+    pub async fn offer(&self, sdp: String) {
+        let _ = self.session.send(Command::Offer { conn: self.conn, sdp }).await;
     }
 
-    pub fn answer(&self, sdp: String) {
-        let _ = self.session.send(Command::Answer { conn: self.conn, sdp });
+    pub async fn answer(&self, sdp: String) {
+        let _ = self.session.send(Command::Answer { conn: self.conn, sdp }).await;
     }
 
     /// Admits a waiting member (clinicians only; the policy decides).
-    pub fn admit(&self, member: String) {
-        let _ = self.session.send(Command::Admit { conn: self.conn, member });
+    pub async fn admit(&self, member: String) {
+        let _ = self.session.send(Command::Admit { conn: self.conn, member }).await;
     }
 
     /// Ends the consultation for everyone (clinicians only; the policy decides).
-    pub fn end(&self) {
-        let _ = self.session.send(Command::End { conn: self.conn });
+    pub async fn end(&self) {
+        let _ = self.session.send(Command::End { conn: self.conn }).await;
     }
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        let _ = self.session.send(Command::Disconnected { conn: self.conn });
+        let left = Command::Disconnected { conn: self.conn };
+        // The session must hear of every departure, so a full queue is waited on elsewhere.
+        if let Err(mpsc::error::TrySendError::Full(left)) = self.session.try_send(left) {
+            let session = self.session.clone();
+            tokio::spawn(async move {
+                let _ = session.send(left).await;
+            });
+        }
     }
 }

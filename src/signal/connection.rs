@@ -11,14 +11,17 @@ use tokio::sync::mpsc;
 
 use super::protocol::{self, ClientMessage, Credential};
 use crate::clock::Clock;
+use crate::rate::{Rate, TokenBucket};
 use crate::schedule::{Schedule, ScheduleError};
 use crate::session::{Connection, EndReason, SessionEvent, Sessions};
 
 /// The first message must arrive by then.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// A steady rate and a burst; more is a flood.
-const MESSAGES_PER_SECOND: f64 = 20.0;
-const BURST: f64 = 40.0;
+const MESSAGES: Rate = Rate { per_second: 20.0, burst: 40.0 };
+/// Each offer builds a new peer connection in the media core, so offers have a lower limit of
+/// their own: a start and a few restarts, then one every 10 seconds.
+const OFFERS: Rate = Rate { per_second: 0.1, burst: 3.0 };
 /// This many refused messages close the connection.
 const MAX_STRIKES: u32 = 10;
 /// A client that says nothing for this long (clients ping every 20 s) has gone; its member is
@@ -37,6 +40,8 @@ pub mod close {
     pub const FLOOD: u16 = 4429;
     /// Nothing arrived for 60 seconds.
     pub const IDLE: u16 = 4408;
+    /// The client did not take its messages in time: a send stalled, or its queue filled.
+    pub const TOO_SLOW: u16 = 4504;
 }
 
 /// A frame from the client, as the transport sees it.
@@ -66,13 +71,14 @@ pub struct Peer {
     pub ip: Option<IpAddr>,
     /// The gateway's address the client reached: its media candidates use this one.
     pub gateway_ip: Option<IpAddr>,
-    /// The hash of the browser cookie that binds join links to one browser.
-    pub browser: [u8; 32],
+    /// The hash of the browser cookie that binds join links to one browser; None when the
+    /// client sent none (a kiosk needs none, a link holder does).
+    pub browser: Option<[u8; 32]>,
 }
 
 /// Runs the connection to its end.
 pub async fn run(mut socket: impl Socket, peer: Peer, schedule: Schedule, sessions: Sessions, clock: Clock) {
-    let mut limiter = Limiter::new();
+    let mut limiter = Limiter::new(clock.clone());
     let credential = match tokio::time::timeout(JOIN_TIMEOUT, first_join(&mut socket, &mut limiter)).await {
         Ok(Some(credential)) => credential,
         Ok(None) => return,
@@ -103,7 +109,7 @@ pub async fn run(mut socket: impl Socket, peer: Peer, schedule: Schedule, sessio
         }
         Err(_) => return,
     };
-    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let (events_tx, mut events) = mpsc::channel(crate::session::EVENT_QUEUE);
     let connection = match sessions.connect(admission, peer.ip, peer.gateway_ip, events_tx).await {
         Ok(connection) => connection,
         Err(reason) => {
@@ -120,8 +126,14 @@ pub async fn run(mut socket: impl Socket, peer: Peer, schedule: Schedule, sessio
                 break;
             }
             event = events.recv() => {
-                let Some(event) = event else { break };
+                let Some(event) = event else {
+                    // The session let go of this connection without ending it: it fell behind.
+                    socket.close(close::TOO_SLOW, "too slow").await;
+                    break;
+                };
                 let ended = matches!(event, SessionEvent::Ended(_));
+                // A send that fails or stalls (see the transport's timeout) ends the connection;
+                // the member is then away and may reconnect.
                 if !socket.send(protocol::event_message(&event)).await {
                     break;
                 }
@@ -194,7 +206,7 @@ fn admit(
                 Some(Err(_)) => return Err(ScheduleError::Denied(crate::auth::policy::Reason::LinkInvalid)),
                 None => None,
             };
-            schedule.redeem_link(&token, expected, &peer.browser, peer.ip, now)
+            schedule.redeem_link(&token, expected, peer.browser.as_ref(), peer.ip, now)
         }
         Credential::Device { credential } => schedule.admit_room(&credential, peer.ip, now)?.1,
     }
@@ -222,20 +234,25 @@ async fn handle(frame: Frame, connection: &Connection, limiter: &mut Limiter, so
             strike(limiter, socket, "already_joined", "This connection has already joined.").await
         }
         Ok(ClientMessage::Offer { sdp }) => {
-            connection.offer(sdp);
+            if limiter.take_offer() {
+                connection.offer(sdp).await;
+            } else {
+                let message = "Too many offers: each one rebuilds your media connection. Wait 10 seconds.";
+                socket.send(protocol::error_message("offer_rate_limited", message)).await;
+            }
             Flow::Continue
         }
         Ok(ClientMessage::Answer { sdp }) => {
-            connection.answer(sdp);
+            connection.answer(sdp).await;
             Flow::Continue
         }
         Ok(ClientMessage::Candidate) => Flow::Continue,
         Ok(ClientMessage::Admit { participant_id }) => {
-            connection.admit(participant_id);
+            connection.admit(participant_id).await;
             Flow::Continue
         }
         Ok(ClientMessage::End) => {
-            connection.end();
+            connection.end().await;
             Flow::Continue
         }
         Ok(ClientMessage::Leave) => {
@@ -255,32 +272,40 @@ async fn strike(limiter: &mut Limiter, socket: &mut impl Socket, code: &str, mes
     if limiter.strike(socket, code, message).await { Flow::Continue } else { Flow::Stop }
 }
 
-/// A token bucket for the message rate, and a count of refused messages.
+/// The connection's rate limits, and a count of refused messages.
 struct Limiter {
-    tokens: f64,
-    last: tokio::time::Instant,
+    clock: Clock,
+    messages: TokenBucket,
+    offers: TokenBucket,
     strikes: u32,
     /// Consecutive refusals for rate: a client that keeps flooding is cut off.
     over_limit: u32,
 }
 
 impl Limiter {
-    fn new() -> Self {
-        Self { tokens: BURST, last: tokio::time::Instant::now(), strikes: 0, over_limit: 0 }
+    fn new(clock: Clock) -> Self {
+        let now = clock();
+        Self {
+            clock,
+            messages: TokenBucket::new(MESSAGES, now),
+            offers: TokenBucket::new(OFFERS, now),
+            strikes: 0,
+            over_limit: 0,
+        }
     }
 
     fn allow(&mut self) -> bool {
-        let now = tokio::time::Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * MESSAGES_PER_SECOND).min(BURST);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.messages.take((self.clock)()) {
             self.over_limit = 0;
             true
         } else {
             self.over_limit += 1;
             false
         }
+    }
+
+    fn take_offer(&mut self) -> bool {
+        self.offers.take((self.clock)())
     }
 
     fn flooding(&self) -> bool {

@@ -355,7 +355,11 @@ impl Peer {
     pub async fn join_with(gw: &Gateway, ip: IpAddr, credential: Value, id: u8, options: JoinOptions) -> Arc<Peer> {
         let JoinOptions { share_screen, tcp_only, camera, simulcast, via, gateway, extra_candidates } = options;
         let gateway = gateway.unwrap_or(gw.public);
-        let request = format!("wss://localhost:{}/ws", gateway.port()).into_client_request().unwrap();
+        let mut request = format!("wss://localhost:{}/ws", gateway.port()).into_client_request().unwrap();
+        // As the gateway's own page in this peer's own browser.
+        let origin = format!("https://localhost:{}", gateway.port());
+        request.headers_mut().insert("Origin", origin.parse().unwrap());
+        request.headers_mut().insert("Cookie", format!("gh_browser=webrtc-peer-{id}").parse().unwrap());
         let connector = tokio_tungstenite::Connector::Rustls(client_config(&gw.ca_path(), &rustls::version::TLS13));
         let tcp = tokio::net::TcpStream::connect(gateway).await.unwrap();
         let (ws, _) =
@@ -702,6 +706,11 @@ impl Peer {
 
     pub fn undecodable(&self) -> usize {
         *self.undecodable.lock().unwrap()
+    }
+
+    /// Loses its media only: the peer connection closes, the WebSocket stays.
+    pub async fn drop_media(&self) {
+        let _ = self.pc.close().await;
     }
 
     /// Drops off the network: the peer connection and the WebSocket both close.

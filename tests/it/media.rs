@@ -347,3 +347,46 @@ fn a_consultation_in_h264_reaches_both_sides_intact() {
         assert!(room.h264_frames() > 0 && clinician.h264_frames() > 0);
     });
 }
+
+/// Waits until `observer` sees `member` in `state` (participants updates, up to `limit`).
+async fn sees(observer: &Peer, member: &str, state: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let participants = observer.expect("participants").await;
+        let list = participants["participants"].as_array().unwrap();
+        if list.iter().any(|p| p["id"] == member && p["state"] == state) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "peer {} never saw {member} {state}: {participants}", observer.id);
+    }
+}
+
+#[test]
+fn a_member_whose_media_goes_quiet_shows_away_until_it_reconnects() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let (token, _) = desk.link(&appointment);
+    runtime().block_on(async {
+        let (room, clinician) = admitted_pair(&desk, &token, JoinOptions::default()).await;
+        let room_id = room.joined["participant_id"].as_str().unwrap().to_owned();
+        sees(&clinician, &room_id, "admitted", Duration::from_secs(10)).await;
+
+        // The kiosk's media stops while its signalling stays: away for the others, and the
+        // kiosk is asked to offer again.
+        room.drop_media().await;
+        sees(&clinician, &room_id, "away", Duration::from_secs(30)).await;
+        let told = room.expect("error").await;
+        assert!(["media_lost", "media_failed"].contains(&told["code"].as_str().unwrap()), "{told}");
+
+        // It comes back: admitted again for the others, and media flows.
+        room.close().await;
+        let back = Peer::join(&desk.gw, ROOM_IP.parse().unwrap(), json!({ "device": desk.kiosk }), 3).await;
+        back.expect("admitted").await;
+        back.wait_connected().await;
+        sees(&clinician, &room_id, "admitted", Duration::from_secs(10)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let sent = clinician.publish(Instant::now(), 1, Duration::from_secs(2)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_received(&back, &clinician, sent);
+    });
+}

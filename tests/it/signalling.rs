@@ -43,9 +43,20 @@ struct Ws {
 }
 
 impl Ws {
-    /// Opens `wss://localhost:PORT/ws` from the loopback address `from`, as the browser holding
-    /// `browser` (None: a browser the gateway has never seen).
+    /// Opens `wss://localhost:PORT/ws` from the loopback address `from`, as a page of the
+    /// gateway's own in the browser holding `browser` (None: a browser that has no cookie).
     fn connect(desk: &Desk, from: Ipv4Addr, browser: Option<&str>) -> Self {
+        let origin = format!("https://localhost:{}", desk.gw.public.port());
+        Self::upgrade(desk, from, browser, Some(&origin)).expect("WebSocket upgrade")
+    }
+
+    /// [`Ws::connect`] with the given Origin header (None: none at all).
+    fn upgrade(
+        desk: &Desk,
+        from: Ipv4Addr,
+        browser: Option<&str>,
+        origin: Option<&str>,
+    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
         let gw = &desk.gw;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let stream = rt.block_on(async {
@@ -57,12 +68,15 @@ impl Ws {
             if let Some(browser) = browser {
                 request.headers_mut().insert("Cookie", format!("gh_browser={browser}").parse().unwrap());
             }
+            if let Some(origin) = origin {
+                request.headers_mut().insert("Origin", origin.parse().unwrap());
+            }
             let tls = crate::support::client_config(&gw.ca_path(), &rustls::version::TLS13);
             let upgrade =
                 tokio_tungstenite::client_async_tls_with_config(request, tcp, None, Some(Connector::Rustls(tls)));
-            tokio::time::timeout(WAIT, upgrade).await.expect("WebSocket upgrade in time").expect("WebSocket upgrade").0
-        });
-        Self { stream, rt, closed: None }
+            tokio::time::timeout(WAIT, upgrade).await.expect("WebSocket upgrade in time").map(|(stream, _)| stream)
+        })?;
+        Ok(Self { stream, rt, closed: None })
     }
 
     fn send(&mut self, message: Value) {
@@ -736,4 +750,385 @@ fn session_audit_records_carry_only_their_own_actors_address() {
             assert!(!record.to_string().contains(other.as_str()), "{kind} carries another party's address: {record}");
         }
     }
+}
+
+#[test]
+fn replacing_the_rooms_device_credential_ends_the_kiosk_on_the_old_one_and_it_cannot_rejoin() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let Call { mut room, mut clinician, room_joined, .. } = admitted_call(&desk, &appointment);
+    let room_id = room_joined["participant_id"].clone();
+
+    let replaced =
+        desk.gw.staff_request(&desk.scheduler, "POST", &format!("/api/v1/rooms/{}/device", desk.room_id()), None);
+    assert_status(&replaced, 200);
+    room.expect_ended_within("device_revoked", POLICY_LATENCY);
+    // Only the kiosk: the clinician stays and sees the room away.
+    clinician.participants_until("the room away", |l| state_of(l, &room_id) == "away");
+
+    // The old credential cannot come back, even within the window.
+    let mut old = Ws::connect(&desk, ROOM_IP, None);
+    old.send(join_device(&desk.kiosk));
+    old.expect_error("device_revoked");
+    assert_eq!(old.expect_close(), Some(4401));
+
+    // The new one is the room's now, but its admission was the old credential's: it waits.
+    let new_kiosk = replaced.json()["device_credential"].as_str().unwrap().to_owned();
+    let mut room = Ws::connect(&desk, ROOM_IP, None);
+    room.send(join_device(&new_kiosk));
+    let joined = room.expect("joined");
+    assert_eq!(joined["participant_id"], room_id, "the same room, as the same member");
+    assert_eq!(joined["admitted"], false, "{joined}");
+    room.expect("waiting");
+    clinician.participants_until("the room waiting", |l| state_of(l, &room_id) == "waiting");
+    clinician.send(json!({ "v": 1, "type": "admit", "participant_id": room_id }));
+    room.wait_for("admitted");
+}
+
+#[test]
+fn a_guest_back_with_a_reissued_link_waits_to_be_admitted_again() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let id = appointment["id"].as_str().unwrap();
+    let guest_link = || {
+        let issued = desk.gw.staff_request(
+            &desk.scheduler,
+            "POST",
+            &format!("/api/v1/appointments/{id}/links"),
+            Some(json!({ "participant_id": appointment["guests"][0]["id"] })),
+        );
+        assert_status(&issued, 201);
+        issued.json()["url"].as_str().unwrap().rsplit('/').next().unwrap().to_owned()
+    };
+    let Call { mut clinician, .. } = admitted_call(&desk, &appointment);
+    let (guest, joined) = link_joins(&desk, GUEST_IP, &guest_link(), "guest-browser");
+    let guest_id = joined["participant_id"].clone();
+    clinician.participants_until("the guest waiting", |l| state_of(l, &guest_id) == "waiting");
+    clinician.send(json!({ "v": 1, "type": "admit", "participant_id": guest_id }));
+    clinician.participants_until("the guest admitted", |l| state_of(l, &guest_id) == "admitted");
+    guest.close();
+    clinician.participants_until("the guest away", |l| state_of(l, &guest_id) == "away");
+
+    let (_guest, rejoined) = link_joins(&desk, GUEST_IP, &guest_link(), "guest-browser");
+    assert_eq!(rejoined["participant_id"], guest_id, "the same guest");
+    assert_eq!(rejoined["admitted"], false, "a new link is admitted afresh: {rejoined}");
+    clinician.participants_until("the guest waiting again", |l| state_of(l, &guest_id) == "waiting");
+}
+
+/// Waits until security's list of live sessions is empty.
+fn assert_no_live_session(desk: &Desk) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let live = desk.gw.staff_request(&desk.security, "GET", "/api/v1/sessions", None);
+        assert_status(&live, 200);
+        if live.json().as_array().unwrap().is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "a session that is over is still listed: {}", live.body);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_rescheduled_live_session_takes_the_new_times_and_ends_at_the_new_hard_end() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let id = appointment["id"].as_str().unwrap();
+    let Call { mut room, mut clinician, .. } = admitted_call(&desk, &appointment);
+
+    // Moved to end in three minutes: everyone hears the new times at once, then the
+    // five-minute warning, which is due already.
+    let now = jiff::Timestamp::now();
+    let moved = desk.gw.staff_request(
+        &desk.scheduler,
+        "POST",
+        &format!("/api/v1/appointments/{id}/reschedule"),
+        Some(json!({
+            "start": (now - jiff::SignedDuration::from_mins(5)).to_string(),
+            "end": (now + jiff::SignedDuration::from_mins(3)).to_string(),
+        })),
+    );
+    assert_status(&moved, 200);
+    let stored = get_appointment(&desk, id);
+    let ends_at: jiff::Timestamp = stored["end"].as_str().unwrap().parse().unwrap();
+    let hard_end: jiff::Timestamp = stored["window"]["hard_end"].as_str().unwrap().parse().unwrap();
+    for ws in [&mut room, &mut clinician] {
+        let timing = ws.wait_for_within("timing", POLICY_LATENCY);
+        assert_eq!(timing["warning"], Value::Null, "{timing}");
+        assert_eq!(timing["ends_at"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap(), ends_at, "{timing}");
+        assert_eq!(timing["hard_end"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap(), hard_end, "{timing}");
+        assert_eq!(ws.wait_for("timing")["warning"], "five_minutes");
+    }
+    let live = desk.gw.staff_request(&desk.security, "GET", "/api/v1/sessions", None).json();
+    assert_eq!(live[0]["hard_end"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap(), hard_end, "{live}");
+
+    // Past the new hard end (the old one is 22 minutes later): over for everyone.
+    desk.gw.set_clock_offset(14 * 60);
+    for ws in [&mut room, &mut clinician] {
+        assert_eq!(ws.wait_for("timing")["warning"], "end");
+        ws.expect_ended("window_closed");
+    }
+    assert_no_live_session(&desk);
+}
+
+#[test]
+fn a_cancelled_live_session_ends_even_for_members_who_are_away() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let Call { room, mut clinician, room_joined, .. } = admitted_call(&desk, &appointment);
+    room.close();
+    clinician.participants_until("the room away", |l| state_of(l, &room_joined["participant_id"]) == "away");
+    let cancelled = desk.gw.staff_request(
+        &desk.scheduler,
+        "POST",
+        &format!("/api/v1/appointments/{}/cancel", appointment["id"].as_str().unwrap()),
+        Some(json!({ "reason": "Patient transferred" })),
+    );
+    assert_status(&cancelled, 200);
+    clinician.expect_ended_within("appointment_cancelled", POLICY_LATENCY);
+    // The session is over, not waiting for the away room until its hard end.
+    assert_no_live_session(&desk);
+    let mut room = Ws::connect(&desk, ROOM_IP, None);
+    room.send(join_device(&desk.kiosk));
+    room.expect_error("room_not_booked");
+}
+
+/// Makes the gateway's database refuse `statement`'s writes (as a failing disk would) until
+/// the returned guard is dropped.
+struct Refusing {
+    db: rusqlite::Connection,
+    name: &'static str,
+}
+
+impl Refusing {
+    fn writes(desk: &Desk, name: &'static str, trigger: &str) -> Self {
+        let db = rusqlite::Connection::open(desk.gw.dir.join("data/gatehouse.db")).unwrap();
+        db.execute_batch(&format!("CREATE TRIGGER {name} {trigger} BEGIN SELECT RAISE(ABORT, 'disk says no'); END;"))
+            .unwrap();
+        Self { db, name }
+    }
+}
+
+impl Drop for Refusing {
+    fn drop(&mut self) {
+        self.db.execute_batch(&format!("DROP TRIGGER {};", self.name)).unwrap();
+    }
+}
+
+#[test]
+fn no_audit_no_join_and_no_admission_in_a_live_session() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+
+    // The join cannot be recorded: refused with its code, and nobody is in the session.
+    let failing =
+        Refusing::writes(&desk, "no_joins", "BEFORE INSERT ON audit_records WHEN NEW.kind = 'session.joined'");
+    let mut room = Ws::connect(&desk, ROOM_IP, None);
+    room.send(join_device(&desk.kiosk));
+    room.expect_error("audit_unavailable");
+    assert_eq!(room.expect_close(), Some(4401));
+    drop(failing);
+    let (mut room, room_joined) = room_joins(&desk);
+
+    // The admission cannot be recorded: the clinician is told, and the room still waits.
+    let (token, _) = desk.link(&appointment);
+    let (mut clinician, _) = link_joins(&desk, CLINICIAN_IP, &token, "clinician-browser");
+    let failing =
+        Refusing::writes(&desk, "no_admissions", "BEFORE INSERT ON audit_records WHEN NEW.kind = 'session.admitted'");
+    clinician.send(json!({ "v": 1, "type": "admit", "participant_id": room_joined["participant_id"] }));
+    assert_eq!(clinician.wait_for("error")["code"], "audit_unavailable");
+    let live = desk.gw.staff_request(&desk.security, "GET", "/api/v1/sessions", None).json();
+    let room_member = live[0]["members"].as_array().unwrap().iter().find(|m| m["role"] == "room").cloned();
+    assert_eq!(room_member.unwrap()["state"], "waiting", "{live}");
+    drop(failing);
+    clinician.send(json!({ "v": 1, "type": "admit", "participant_id": room_joined["participant_id"] }));
+    room.wait_for("admitted");
+}
+
+#[test]
+fn a_termination_that_cannot_be_stored_is_reported_and_the_session_carries_on_until_retried() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let id = appointment["id"].as_str().unwrap();
+    let Call { mut room, mut clinician, .. } = admitted_call(&desk, &appointment);
+    let terminate = || {
+        desk.gw.staff_request(
+            &desk.security,
+            "POST",
+            &format!("/api/v1/sessions/{id}/terminate"),
+            Some(json!({ "reason": "Escort called away" })),
+        )
+    };
+    let failing = Refusing::writes(&desk, "no_status", "BEFORE UPDATE ON appointments");
+    let refused = terminate();
+    assert_status(&refused, 500);
+    assert!(!refused.json()["message"].as_str().unwrap().is_empty());
+    assert_eq!(get_appointment(&desk, id)["status"], "open");
+    room.send(json!({ "v": 1, "type": "ping", "id": 7 }));
+    assert_eq!(room.wait_for("pong")["id"], 7, "the session carries on");
+    drop(failing);
+    assert_status(&terminate(), 204);
+    room.expect_ended_within("terminated", POLICY_LATENCY);
+    clinician.expect_ended_within("terminated", POLICY_LATENCY);
+    assert_eq!(get_appointment(&desk, id)["status"], "terminated");
+}
+
+#[test]
+fn offers_have_their_own_low_rate_limit() {
+    let desk = Desk::new();
+    desk.booked(-5, 25);
+    let (mut room, _) = room_joins(&desk);
+    // Each offer rebuilds a peer connection: three at once are taken (these are not usable,
+    // so the media core refuses them), the fourth is refused before it reaches the media core.
+    for _ in 0..4 {
+        room.send(json!({ "v": 1, "type": "offer", "sdp": "v=0\r\n" }));
+    }
+    let mut codes: Vec<String> = (0..4).map(|_| room.wait_for("error")["code"].as_str().unwrap().to_owned()).collect();
+    codes.sort();
+    assert_eq!(codes, ["bad_sdp", "bad_sdp", "bad_sdp", "offer_rate_limited"]);
+    // Refused, not punished: the connection carries on.
+    room.send(json!({ "v": 1, "type": "ping", "id": 5 }));
+    assert_eq!(room.wait_for("pong")["id"], 5);
+}
+
+#[test]
+fn join_attempts_are_limited_per_address_and_their_refusals_summarised_in_the_audit() {
+    let desk = Desk::new();
+    desk.booked(-5, 25);
+    // A burst of 30 attempts from one address is answered on its merits; then 429.
+    for _ in 0..30 {
+        assert_eq!(desk.join_room("ghr_made-up").status, 401);
+    }
+    for _ in 0..10 {
+        let limited = desk.join_room("ghr_made-up");
+        assert_status(&limited, 429);
+        assert_eq!(limited.json()["code"], "rate_limited");
+    }
+    // The same address over the WebSocket, even with the room's real credential.
+    let mut ws = Ws::connect(&desk, Ipv4Addr::LOCALHOST, None);
+    ws.send(join_device(&desk.kiosk));
+    ws.expect_error("rate_limited");
+    assert_eq!(ws.expect_close(), Some(4401));
+    // Another address is not affected.
+    room_joins(&desk);
+
+    // The first of the eleven refusals is recorded at once; the other ten wait for the address's
+    // summary.
+    let limited = desk.refusals("access.denied", "rate_limited");
+    assert_eq!(limited.len(), 1, "{limited:#?}");
+    assert_eq!(limited[0]["record"]["ip"], "127.0.0.1");
+    assert!(limited[0]["record"]["details"]["attempts"].is_null(), "{limited:#?}");
+    desk.gw.set_clock_offset(61);
+    let deadline = Instant::now() + WAIT;
+    let summary = loop {
+        let limited = desk.refusals("access.denied", "rate_limited");
+        if limited.len() > 1 {
+            assert_eq!(limited.len(), 2, "one summary per address per minute: {limited:#?}");
+            break limited[1]["record"].clone();
+        }
+        assert!(Instant::now() < deadline, "no summary of the refused attempts");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(summary["ip"], "127.0.0.1", "{summary}");
+    assert_eq!(summary["details"]["attempts"], 10, "{summary}");
+}
+
+#[test]
+fn only_the_gateways_own_pages_may_open_signalling_and_a_link_needs_a_browser_cookie() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    // Another site's page, or no Origin at all: 403 before any upgrade, and audited.
+    for origin in [Some("https://evil.example"), Some("http://localhost"), None] {
+        match Ws::upgrade(&desk, GUEST_IP, Some("guest-browser"), origin) {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 403, "{origin:?}");
+                let body: Value = serde_json::from_slice(response.body().as_deref().unwrap_or_default()).unwrap();
+                assert_eq!(body["code"], "origin_forbidden", "{origin:?}");
+            }
+            Ok(_) => panic!("a WebSocket from origin {origin:?} was accepted"),
+            Err(e) => panic!("{origin:?}: {e}"),
+        }
+    }
+    let refused = desk.refusals("access.denied", "origin_forbidden");
+    assert_eq!(refused.len(), 3, "{refused:#?}");
+    assert!(refused.iter().all(|r| r["record"]["ip"] == GUEST_IP.to_string()), "{refused:#?}");
+
+    // A link first used without a browser cookie is refused and stays unbound...
+    let (token, _) = desk.link(&appointment);
+    let mut cookieless = Ws::connect(&desk, CLINICIAN_IP, None);
+    cookieless.send(join_link(&token));
+    cookieless.expect_error("browser_unknown");
+    assert_eq!(cookieless.expect_close(), Some(4401));
+    assert_eq!(desk.refusals("link.refused", "browser_unknown").len(), 1);
+    // ... so the consultant's own browser can still take it, and then only that browser.
+    let (_clinician, joined) = link_joins(&desk, CLINICIAN_IP, &token, "clinician-browser");
+    assert_eq!(joined["role"], "clinician");
+    let mut elsewhere = Ws::connect(&desk, GUEST_IP, Some("another-browser"));
+    elsewhere.send(join_link(&token));
+    elsewhere.expect_error("link_bound_elsewhere");
+    // A kiosk needs no cookie.
+    room_joins(&desk);
+}
+
+#[test]
+fn a_terminated_appointment_in_its_overrun_gives_the_room_to_the_next_one() {
+    let desk = Desk::new();
+    let first = desk.booked(-5, 25);
+    let next = desk.booked(27, 60);
+    let (mut room, _) = room_joins(&desk);
+    let terminated = desk.gw.staff_request(
+        &desk.security,
+        "POST",
+        &format!("/api/v1/sessions/{}/terminate", first["id"].as_str().unwrap()),
+        Some(json!({ "reason": "Escort called away" })),
+    );
+    assert_status(&terminated, 204);
+    room.expect_ended("terminated");
+    // Within the first one's overrun, and the next one's early join.
+    desk.gw.set_clock_offset(26 * 60);
+    let mut room = Ws::connect(&desk, ROOM_IP, None);
+    room.send(join_device(&desk.kiosk));
+    assert_eq!(room.expect("joined")["appointment_id"], next["id"]);
+}
+
+#[test]
+fn terminating_is_refused_by_role_before_anything_about_the_session_is_told() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let (_room, _) = room_joins(&desk);
+    let live = appointment["id"].as_str().unwrap().to_owned();
+    for id in [live.as_str(), "not-an-id", "0190b6e2-0000-7000-8000-000000000000"] {
+        let response = desk.gw.staff_request(
+            &desk.scheduler,
+            "POST",
+            &format!("/api/v1/sessions/{id}/terminate"),
+            Some(json!({ "reason": "Curious" })),
+        );
+        assert_status(&response, 403);
+        assert_eq!(response.json()["code"], "role_forbidden", "{id}");
+    }
+    let missing = desk.gw.staff_request(
+        &desk.security,
+        "POST",
+        "/api/v1/sessions/0190b6e2-0000-7000-8000-000000000000/terminate",
+        Some(json!({ "reason": "Drill" })),
+    );
+    assert_status(&missing, 404);
+}
+
+#[test]
+fn a_join_during_the_shutdown_drain_is_told_the_gateway_is_going() {
+    let desk = Desk::new();
+    desk.booked(-5, 25);
+    // Open before the stop, joining after it: the drain keeps the connection open.
+    let mut room = Ws::connect(&desk, ROOM_IP, None);
+    desk.gw.terminate();
+    let deadline = Instant::now() + WAIT;
+    while desk.gw.admin_get("/readyz").status != 503 {
+        assert!(Instant::now() < deadline, "readiness never dropped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    room.send(join_device(&desk.kiosk));
+    room.expect_error("gateway_shutdown");
+    assert_eq!(room.expect_close(), Some(4401));
 }

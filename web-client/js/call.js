@@ -89,8 +89,13 @@ export class Call extends EventTarget {
         break;
       case 'pong':
         break;
+      case 'error':
+        // The gateway lost this browser's media: a fresh peer connection brings it back.
+        if (message.code === 'media_lost' || message.code === 'media_failed') setTimeout(() => this.connect(), 1000);
+        this.emit('error', message);
+        break;
       default:
-        // waiting, admitted, participants, timing, error
+        // waiting, admitted, participants, timing
         this.emit(message.type, message);
     }
   }

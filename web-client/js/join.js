@@ -43,6 +43,7 @@ async function main() {
   });
   call.addEventListener('timing', (e) => {
     if (e.detail.warning) say(e.detail.warning === 'end' ? 'The booked time is over.' : 'Five minutes left.');
+    else say(`The appointment was moved: it now ends at ${new Date(e.detail.ends_at).toLocaleTimeString()}.`);
   });
   call.addEventListener('error', (e) => say(sentence(e.detail.code, e.detail.message)));
   call.addEventListener('ended', (e) => say(sentence(e.detail.reason, e.detail.message)));

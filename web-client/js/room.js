@@ -34,6 +34,7 @@ async function main() {
   call.addEventListener('timing', (e) => {
     if (e.detail.warning === 'five_minutes') say('Five minutes left.');
     if (e.detail.warning === 'end') say('The consultation time is over.');
+    if (!e.detail.warning) say(`The consultation now ends at ${new Date(e.detail.ends_at).toLocaleTimeString()}.`);
   });
   call.addEventListener('error', (e) => say(sentence(e.detail.code, e.detail.message)));
   call.addEventListener('ended', (e) => say(sentence(e.detail.reason, e.detail.message)));

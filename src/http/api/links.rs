@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Api, ApiJson, ClientIp, Staff, blocking, cookie, no_content, schedule_error};
+use super::{Api, ApiJson, ClientIp, Staff, blocking, browser_cookie, no_content, schedule_error};
 use crate::auth::{digest, new_secret};
 use crate::domain::{AppointmentId, LinkId, ParticipantId};
 use crate::http::error::{ApiError, ErrorBody};
@@ -196,7 +196,7 @@ async fn join_with_link(
     headers: HeaderMap,
     ApiJson(body): ApiJson<LinkJoin>,
 ) -> Result<Response, ApiError> {
-    let (browser, new_cookie) = match cookie(&headers, BROWSER_COOKIE).filter(|c| c.len() <= 128 && !c.is_empty()) {
+    let (browser, new_cookie) = match browser_cookie(&headers) {
         Some(id) => (id, None),
         None => {
             let id = new_secret("ghb_").map_err(|e| ApiError::internal(&e))?;
@@ -210,7 +210,7 @@ async fn join_with_link(
         None => None,
     };
     let result = blocking(move || {
-        api.schedule.redeem_link(&body.token, expected, &digest(&browser), Some(ip), now).map_err(schedule_error)
+        api.schedule.redeem_link(&body.token, expected, Some(&digest(&browser)), Some(ip), now).map_err(schedule_error)
     })
     .await;
     let mut response = match result {

@@ -119,6 +119,11 @@ pub struct Staff {
     pub token: String,
 }
 
+/// The browser cookie that binds join links, if the request carries a usable one.
+pub fn browser_cookie(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, links::BROWSER_COOKIE).filter(|c| c.len() <= 128 && !c.is_empty())
+}
+
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
@@ -242,7 +247,8 @@ pub fn denied(reason: Reason) -> ApiError {
         | Reason::WindowNotOpen
         | Reason::WindowClosed
         | Reason::AppointmentCancelled
-        | Reason::AppointmentEnded => StatusCode::FORBIDDEN,
+        | Reason::AppointmentEnded
+        | Reason::BrowserUnknown => StatusCode::FORBIDDEN,
     };
     ApiError::new(status, reason.code(), reason.message())
 }

@@ -91,13 +91,20 @@ pub struct Terminate {
 
 /// Ends a live session now, with a reason shown to its participants.
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/terminate", tag = "sessions", params(("id" = String, Path)), request_body = Terminate,
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 500, description = "The termination could not be stored; the session goes on. Retry.", body = ErrorBody)))]
 async fn terminate(
     State(api): State<Api>,
     staff: Staff,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Terminate>,
 ) -> Result<Response, ApiError> {
+    // The role first: whether a session exists is not for everyone to learn.
+    let (schedule, caller, now) = (api.schedule.clone(), staff.caller.clone(), api.now());
+    blocking(move || {
+        schedule.authorize(&caller, Action::TerminateSession, None, Credential::Valid, now).map_err(schedule_error)
+    })
+    .await?;
     let id: AppointmentId = id.parse().map_err(|_| ApiError::not_found())?;
     let reason = crate::schedule::validate::text("reason", &body.reason, 200)
         .map_err(|e| ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))?;

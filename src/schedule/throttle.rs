@@ -1,0 +1,217 @@
+//! The door's limit on join attempts per source address, and how its refusals reach the audit
+//! log: the first refusal of a run is recorded as it happens, the rest as one summary per
+//! address per minute with their number, so a flood cannot flood the log and every refusal is
+//! still accounted for.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use jiff::{SignedDuration, Timestamp};
+use tokio_util::sync::CancellationToken;
+
+use super::{Schedule, ScheduleError};
+use crate::audit::{Details, EventKind, Object};
+use crate::auth::Caller;
+use crate::auth::policy::{self, Action, Credential, Decision, Principal, Reason, Request};
+use crate::clock::Clock;
+use crate::rate::{Rate, TokenBucket};
+
+/// Join attempts per address: a burst of 30 (a ward of kiosks behind one address reconnecting
+/// together), then one every two seconds.
+const ATTEMPTS: Rate = Rate { per_second: 0.5, burst: 30.0 };
+/// At most one record of refused attempts per address per this long.
+pub const SUMMARY_INTERVAL: SignedDuration = SignedDuration::from_secs(60);
+/// The most addresses tracked at once; a flood from more than this many addresses is refused
+/// from new addresses until the quiet ones are forgotten.
+const MAX_SOURCES: usize = 50_000;
+
+/// What the door does with an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    /// Refused; `record` says whether to audit this refusal now (the first of a run) or leave
+    /// it to the address's next summary.
+    Refused {
+        record: bool,
+    },
+}
+
+/// Refused attempts from one address not yet recorded one by one; no address for those
+/// refused while too many addresses were being tracked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub ip: Option<IpAddr>,
+    pub attempts: u64,
+}
+
+struct Source {
+    bucket: TokenBucket,
+    /// Refusals since the last record for this address, to go into its next summary.
+    unrecorded: u64,
+    /// When this address's refusals were last recorded.
+    recorded_at: Option<Timestamp>,
+}
+
+/// The per-address limiter. A std mutex: held only for a map lookup.
+#[derive(Default)]
+pub struct DoorThrottle {
+    sources: Mutex<HashMap<IpAddr, Source>>,
+    /// Refusals from addresses that could not be tracked, for the next summary.
+    untracked: std::sync::atomic::AtomicU64,
+}
+
+impl DoorThrottle {
+    pub fn attempt(&self, ip: IpAddr, now: Timestamp) -> Verdict {
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        if sources.len() >= MAX_SOURCES && !sources.contains_key(&ip) {
+            forget_quiet(&mut sources, now);
+            if sources.len() >= MAX_SOURCES {
+                // Cannot track it, so it is counted in a summary without an address.
+                tracing::warn!("too many addresses are trying to join at once; refusing new ones");
+                self.untracked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Verdict::Refused { record: false };
+            }
+        }
+        let source = sources.entry(ip).or_insert_with(|| Source {
+            bucket: TokenBucket::new(ATTEMPTS, now),
+            unrecorded: 0,
+            recorded_at: None,
+        });
+        if source.bucket.take(now) {
+            return Verdict::Allowed;
+        }
+        let recently_recorded = source.recorded_at.is_some_and(|at| now.duration_since(at) < SUMMARY_INTERVAL);
+        if recently_recorded || source.unrecorded > 0 {
+            source.unrecorded += 1;
+            Verdict::Refused { record: false }
+        } else {
+            source.recorded_at = Some(now);
+            Verdict::Refused { record: true }
+        }
+    }
+
+    /// The summaries due now (each address's unrecorded refusals, at most once per interval;
+    /// all of them when `all`, at shutdown), marked as recorded. Addresses with nothing left
+    /// to limit or record are forgotten.
+    pub fn due_summaries(&self, now: Timestamp, all: bool) -> Vec<Summary> {
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        let mut due = Vec::new();
+        for (ip, source) in sources.iter_mut() {
+            let interval_over = source.recorded_at.is_none_or(|at| now.duration_since(at) >= SUMMARY_INTERVAL);
+            if source.unrecorded > 0 && (interval_over || all) {
+                due.push(Summary { ip: Some(*ip), attempts: source.unrecorded });
+                source.unrecorded = 0;
+                source.recorded_at = Some(now);
+            }
+        }
+        forget_quiet(&mut sources, now);
+        let untracked = self.untracked.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if untracked > 0 {
+            due.push(Summary { ip: None, attempts: untracked });
+        }
+        due
+    }
+
+    /// Puts back summaries that could not be recorded, to be tried again.
+    pub fn restore(&self, summaries: &[Summary]) {
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        for summary in summaries {
+            match summary.ip.and_then(|ip| sources.get_mut(&ip)) {
+                Some(source) => {
+                    source.unrecorded += summary.attempts;
+                    source.recorded_at = None;
+                }
+                None => {
+                    self.untracked.fetch_add(summary.attempts, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+impl Schedule {
+    /// Counts a join attempt from `ip` (None: not from the network) against its limit. A
+    /// refusal is the policy's `rate_limited`, audited now or in the address's next summary.
+    pub(super) fn door_attempt(&self, ip: Option<IpAddr>, now: Timestamp) -> Result<(), ScheduleError> {
+        let Some(ip) = ip else { return Ok(()) };
+        let Verdict::Refused { record } = self.throttle.attempt(ip, now) else { return Ok(()) };
+        let request = Request {
+            principal: &Principal::Anonymous,
+            action: Action::Join,
+            appointment: None,
+            credential: Credential::Valid,
+            rate_limited: true,
+            now,
+        };
+        let Decision::Deny(reason) = policy::decide(&request) else { return Ok(()) };
+        if !record {
+            return Err(ScheduleError::Denied(reason));
+        }
+        let anonymous = Caller::new(Principal::Anonymous, Some(ip));
+        Err(self.refuse(&anonymous, EventKind::AccessDenied, reason, Object::default()))
+    }
+
+    /// Records the summaries of refused join attempts that are due (all of them when `all`).
+    /// Those that cannot be recorded are kept for the next try.
+    pub async fn record_door_summaries(&self, now: Timestamp, all: bool) {
+        let due = self.throttle.due_summaries(now, all);
+        for (index, summary) in due.iter().enumerate() {
+            let details = Details { attempts: Some(summary.attempts), ..Details::default() };
+            let event = Caller::new(Principal::Anonymous, summary.ip)
+                .event(EventKind::AccessDenied)
+                .refused(Reason::RateLimited.code())
+                .with_details(details);
+            if let Err(e) = self.audit.append(event).await {
+                tracing::error!(error = %e, "cannot record refused join attempts; will retry");
+                self.throttle.restore(&due[index..]);
+                return;
+            }
+        }
+    }
+
+    /// Records due summaries every second until `stop`, then all that are left.
+    pub async fn run_door_summaries(self, clock: Clock, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = tick.tick() => self.record_door_summaries(clock(), false).await,
+            }
+        }
+        self.record_door_summaries(clock(), true).await;
+    }
+}
+
+/// Forgets addresses whose bucket is full and which have nothing waiting to be recorded.
+fn forget_quiet(sources: &mut HashMap<IpAddr, Source>, now: Timestamp) {
+    sources.retain(|_, source| source.unrecorded > 0 || !source.bucket.is_full(now));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_of_refusals_is_recorded_once_then_summarised_per_interval() {
+        let throttle = DoorThrottle::default();
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        let start = Timestamp::now();
+        assert!((0..30).all(|_| throttle.attempt(ip, start) == Verdict::Allowed));
+        assert_eq!(throttle.attempt(ip, start), Verdict::Refused { record: true });
+        for _ in 0..9 {
+            assert_eq!(throttle.attempt(ip, start), Verdict::Refused { record: false });
+        }
+        assert_eq!(throttle.attempt(other, start), Verdict::Allowed, "other addresses are not affected");
+        assert!(throttle.due_summaries(start + SignedDuration::from_secs(59), false).is_empty());
+        let later = start + SignedDuration::from_secs(60);
+        assert_eq!(throttle.due_summaries(later, false), [Summary { ip: Some(ip), attempts: 9 }]);
+        assert!(throttle.due_summaries(later, true).is_empty(), "each refusal is summarised once");
+        // Refilled after a minute: let in again, and forgotten once quiet.
+        assert_eq!(throttle.attempt(ip, later), Verdict::Allowed);
+        throttle.due_summaries(later + SignedDuration::from_mins(2), false);
+        assert!(throttle.sources.lock().unwrap().is_empty());
+    }
+}
