@@ -46,7 +46,8 @@ pub async fn upgrade(
             Err(e) => e.into_response(),
         };
     }
-    let peer = Peer { ip: Some(ip), gateway_ip: Some(gateway_ip), browser: browser_cookie(&headers).map(|c| digest(&c)) };
+    let peer =
+        Peer { ip: Some(ip), gateway_ip: Some(gateway_ip), browser: browser_cookie(&headers).map(|c| digest(&c)) };
     let (schedule, sessions, clock) = (api.schedule.clone(), api.sessions.clone(), api.clock.clone());
     ws.max_message_size(MAX_FRAME_BYTES).max_frame_size(MAX_FRAME_BYTES).on_upgrade(move |socket| async move {
         signal::run(AxumSocket(socket), peer, schedule, sessions, clock).await;
