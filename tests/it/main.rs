@@ -10,5 +10,4 @@ mod media;
 mod schedule;
 mod signalling;
 mod support;
-mod tcp_runtime;
 mod webdriver;
