@@ -3,16 +3,24 @@
 //! arrives and when. The integration tests and the `gatehouse-load` tool both use it.
 //!
 //! - `stamp.rs`: the payload format (sender, kind, sequence, send time) and the shared clock.
-//! - `peer.rs`: one peer connection, its published tracks and what it received.
+//! - `pace.rs`: what to publish and at what rate; `inbox.rs`: what arrived and when.
+//! - `peer.rs`: one webrtc-rs peer connection with its published tracks.
 //! - `gateway.rs`: joining through Gatehouse's WebSocket signalling.
+//! - `udp.rs`: the same payloads over plain UDP, for the bare relay.
 //! - `tls.rs`: trusting the gateway's CA; `tcp_runtime.rs`: ICE-TCP from a chosen address.
 
 pub mod gateway;
+pub mod inbox;
+pub mod pace;
 pub mod peer;
 pub mod stamp;
 mod tcp_runtime;
 pub mod tls;
+pub mod udp;
 
 pub use gateway::{GatewayPeer, Target};
-pub use peer::{Arrival, Ledger, Peer, PeerOptions, Plan, SCREEN_SENDER_OFFSET};
+pub use inbox::{Arrival, Inbox};
+pub use pace::{Ledger, Outlet, Plan, SCREEN_SENDER_OFFSET, Track};
+pub use peer::{Peer, PeerOptions};
 pub use stamp::{Kind, Stamp};
+pub use udp::UdpPeer;

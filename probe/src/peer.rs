@@ -5,7 +5,7 @@
 //! this type only makes and takes SDP.
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -24,21 +24,16 @@ use webrtc::peer_connection::{
     SettingEngineBuilder, register_default_interceptors,
 };
 
-use crate::stamp::{self, Kind, Stamp};
+use crate::inbox::{Arrival, Inbox};
+use crate::pace::{self, Ledger, Outlet, Plan, Track};
+use crate::stamp::Kind;
 
 /// Payload types of `MediaEngine::register_default_codecs`, which str0m's and Janus's answers keep.
 const OPUS_PT: u8 = 111;
 const VP8_PT: u8 = 96;
-/// Screen-share payloads carry the sharer's id plus this, to tell them from its camera's.
-pub const SCREEN_SENDER_OFFSET: u32 = 1_000_000;
 const AUDIO_SSRC_BASE: u32 = 0x1000_0000;
 const VIDEO_SSRC_BASE: u32 = 0x2000_0000;
 const SCREEN_SSRC_BASE: u32 = 0x3000_0000;
-/// The publishing tick: one Opus packet per 20 ms, as browsers send.
-const TICK: Duration = Duration::from_millis(20);
-/// A screen frame every tenth tick (5 a second).
-const SCREEN_EVERY_TICKS: u64 = 10;
-const SCREEN_LEN: usize = 900;
 
 /// How the peer reaches the network.
 #[derive(Debug, Clone, Copy)]
@@ -57,61 +52,10 @@ impl PeerOptions {
     }
 }
 
-/// What to publish: Opus-sized audio at 50 packets a second plus video at `video_bps` in
-/// packets of `video_len` bytes. Each video packet is a one-packet VP8 frame, so its stamp
-/// survives an SFU that reassembles and re-packetizes frames.
-#[derive(Debug, Clone, Copy)]
-pub struct Plan {
-    pub audio_len: usize,
-    pub video_len: usize,
-    pub video_bps: u64,
-}
-
-impl Plan {
-    /// The video packets sent per second.
-    pub fn video_packets_per_second(&self) -> f64 {
-        self.video_bps as f64 / 8.0 / self.video_len as f64
-    }
-}
-
-/// One received payload.
-#[derive(Debug, Clone, Copy)]
-pub struct Arrival {
-    pub stamp: Stamp,
-    pub received_us: u64,
-    /// The body arrived byte for byte as the sender built it.
-    pub intact: bool,
-}
-
-/// The send time of every payload, by kind, indexed by sequence number minus the first.
-#[derive(Debug, Clone, Default)]
-pub struct Ledger {
-    pub first_seq: u32,
-    pub audio: Vec<u64>,
-    pub video: Vec<u64>,
-    pub screen: Vec<u64>,
-}
-
-impl Ledger {
-    pub fn of(&self, kind: Kind) -> &[u64] {
-        match kind {
-            Kind::Audio => &self.audio,
-            Kind::Video => &self.video,
-        }
-    }
-}
-
-#[derive(Default)]
-struct Inbox {
-    arrivals: Vec<Arrival>,
-    /// Payloads that are not what any probe sends: damaged beyond recognition or foreign.
-    undecodable: usize,
-}
-
 struct Handler {
     gathered: watch::Sender<bool>,
     connected: watch::Sender<bool>,
-    inbox: Arc<Mutex<Inbox>>,
+    inbox: Arc<Inbox>,
 }
 
 #[async_trait::async_trait]
@@ -137,12 +81,7 @@ impl PeerConnectionEventHandler for Handler {
                 if packet.payload.is_empty() {
                     continue; // padding, as bandwidth probes send
                 }
-                let received_us = stamp::now_us();
-                let mut inbox = inbox.lock().unwrap();
-                match stamp::read(kind, &packet.payload) {
-                    Some((stamp, intact)) => inbox.arrivals.push(Arrival { stamp, received_us, intact }),
-                    None => inbox.undecodable += 1,
-                }
+                inbox.record(kind, &packet.payload);
             }
         });
     }
@@ -159,7 +98,7 @@ pub struct Peer {
     connected: watch::Receiver<bool>,
     /// True while ICE gathering is complete; renegotiation keeps the candidates gathered.
     gathered: watch::Receiver<bool>,
-    inbox: Arc<Mutex<Inbox>>,
+    pub inbox: Arc<Inbox>,
     options: PeerOptions,
 }
 
@@ -175,7 +114,7 @@ impl Peer {
             .build();
         let (gathered_tx, gathered) = watch::channel(false);
         let (connected_tx, connected) = watch::channel(false);
-        let inbox = Arc::new(Mutex::new(Inbox::default()));
+        let inbox = Arc::new(Inbox::default());
         let handler = Handler { gathered: gathered_tx, connected: connected_tx, inbox: inbox.clone() };
         let ip = options.ip;
         let builder = PeerConnectionBuilder::new()
@@ -273,49 +212,38 @@ impl Peer {
 
     /// Publishes `plan` (and, when sharing, a screen frame five times a second) until `stop`
     /// turns true. Sequence numbers start at `first_seq`. Returns every payload's send time.
-    pub async fn publish(&self, plan: Plan, first_seq: u32, mut stop: watch::Receiver<bool>) -> Ledger {
-        let mut ledger = Ledger { first_seq, ..Ledger::default() };
-        let mut tick = tokio::time::interval(TICK);
-        let bytes_per_tick = plan.video_bps as f64 / 8.0 * TICK.as_secs_f64();
-        let mut video_budget = 0.0;
-        let mut last_video_ts = 0u32;
-        for n in 0u64.. {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.wait_for(|s| *s) => break,
-            }
-            let seq = first_seq + ledger.audio.len() as u32;
-            let sent_us =
-                self.send(&self.audio, Kind::Audio, self.id, seq, seq.wrapping_mul(960), plan.audio_len).await;
-            ledger.audio.push(sent_us);
-            video_budget += bytes_per_tick;
-            while video_budget >= plan.video_len as f64 {
-                video_budget -= plan.video_len as f64;
-                let seq = first_seq + ledger.video.len() as u32;
-                // Every packet is its own frame, so each needs its own timestamp (90 kHz).
-                let ts = ((stamp::now_us() * 9 / 100) as u32).max(last_video_ts.wrapping_add(1));
-                last_video_ts = ts;
-                let sent_us = self.send(&self.video, Kind::Video, self.id, seq, ts, plan.video_len).await;
-                ledger.video.push(sent_us);
-            }
-            if let Some(screen) = &self.screen
-                && n % SCREEN_EVERY_TICKS == 0
-            {
-                let seq = first_seq + ledger.screen.len() as u32;
-                let sender = self.id + SCREEN_SENDER_OFFSET;
-                let sent_us = self.send(screen, Kind::Video, sender, seq, seq.wrapping_mul(18_000), SCREEN_LEN).await;
-                ledger.screen.push(sent_us);
-            }
-        }
-        ledger
+    pub async fn publish(&self, plan: Plan, first_seq: u32, stop: watch::Receiver<bool>) -> Ledger {
+        pace::publish(self, self.id, plan, self.screen.is_some(), first_seq, stop).await
     }
 
-    /// Sends one stamped payload; returns its send time. A failed write (the connection is
-    /// going away) counts as sent: the receiver's loss figure is what tells.
-    async fn send(&self, track: &LocalTrack, kind: Kind, sender: u32, seq: u32, timestamp: u32, len: usize) -> u64 {
-        let sent_us = stamp::now_us();
-        let payload = stamp::payload(Stamp { sender, kind, seq, sent_us }, len);
-        let pt = if kind == Kind::Audio { OPUS_PT } else { VP8_PT };
+    /// Every payload received so far, in arrival order.
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        self.inbox.arrivals()
+    }
+
+    pub fn take_arrivals(&self) -> Vec<Arrival> {
+        self.inbox.take_arrivals()
+    }
+
+    pub fn undecodable(&self) -> usize {
+        self.inbox.undecodable()
+    }
+
+    pub async fn close(&self) {
+        let _ = self.pc.close().await;
+    }
+}
+
+impl Outlet for Peer {
+    async fn send(&self, track: Track, seq: u32, timestamp: u32, payload: Vec<u8>) {
+        let (local, pt) = match track {
+            Track::Audio => (&self.audio, OPUS_PT),
+            Track::Video => (&self.video, VP8_PT),
+            Track::Screen => match &self.screen {
+                Some(screen) => (screen, VP8_PT),
+                None => return,
+            },
+        };
         let packet = Packet {
             header: Header {
                 version: 2,
@@ -323,31 +251,12 @@ impl Peer {
                 payload_type: pt,
                 sequence_number: seq as u16,
                 timestamp,
-                ssrc: track.ssrc,
+                ssrc: local.ssrc,
                 ..Default::default()
             },
             payload: Bytes::from(payload),
         };
-        let _ = track.track.write_rtp(packet).await;
-        sent_us
-    }
-
-    /// Every payload received so far, in arrival order.
-    pub fn arrivals(&self) -> Vec<Arrival> {
-        self.inbox.lock().unwrap().arrivals.clone()
-    }
-
-    /// Takes the payloads received so far, leaving none (cheaper than a copy for big runs).
-    pub fn take_arrivals(&self) -> Vec<Arrival> {
-        std::mem::take(&mut self.inbox.lock().unwrap().arrivals)
-    }
-
-    pub fn undecodable(&self) -> usize {
-        self.inbox.lock().unwrap().undecodable
-    }
-
-    pub async fn close(&self) {
-        let _ = self.pc.close().await;
+        let _ = local.track.write_rtp(packet).await;
     }
 }
 

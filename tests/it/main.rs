@@ -6,6 +6,8 @@ mod audit_crash;
 mod browser;
 mod client;
 mod foundation;
+#[cfg(feature = "load")]
+mod load;
 mod media;
 mod schedule;
 mod signalling;
