@@ -44,11 +44,13 @@ pub struct PeerOptions {
     pub share_screen: bool,
     /// No UDP at all: ICE-TCP only, as behind a firewall that blocks UDP.
     pub tcp_only: bool,
+    /// Add the audio and camera tracks; a receive-only connection (a Janus subscriber) has none.
+    pub publish: bool,
 }
 
 impl PeerOptions {
     pub fn udp(ip: IpAddr) -> Self {
-        PeerOptions { ip, share_screen: false, tcp_only: false }
+        PeerOptions { ip, share_screen: false, tcp_only: false, publish: true }
     }
 }
 
@@ -133,9 +135,11 @@ impl Peer {
         let pc: Arc<dyn PeerConnection> = Arc::new(builder.build().await.context("building the peer connection")?);
         let audio = LocalTrack::new(id, "audio", RtpCodecKind::Audio, AUDIO_SSRC_BASE.wrapping_add(id));
         let video = LocalTrack::new(id, "camera", RtpCodecKind::Video, VIDEO_SSRC_BASE.wrapping_add(id));
-        pc.add_track(audio.track.clone() as Arc<dyn TrackLocal>).await?;
-        pc.add_track(video.track.clone() as Arc<dyn TrackLocal>).await?;
-        let screen = if options.share_screen {
+        if options.publish {
+            pc.add_track(audio.track.clone() as Arc<dyn TrackLocal>).await?;
+            pc.add_track(video.track.clone() as Arc<dyn TrackLocal>).await?;
+        }
+        let screen = if options.share_screen && options.publish {
             let track = LocalTrack::new(id, "screen", RtpCodecKind::Video, SCREEN_SSRC_BASE.wrapping_add(id));
             pc.add_track(track.track.clone() as Arc<dyn TrackLocal>).await?;
             Some(track)

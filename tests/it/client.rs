@@ -58,7 +58,7 @@ impl Peer {
             ws_url: format!("wss://localhost:{}/ws", gw.public.port()),
             tls: gatehouse_probe::tls::trusting(&gw.ca_path()).unwrap(),
         };
-        let options = PeerOptions { ip, share_screen, tcp_only };
+        let options = PeerOptions { ip, share_screen, tcp_only, publish: true };
         let inner = GatewayPeer::join(&target, credential, id, options).await.unwrap();
         Arc::new(Peer { id, from_gateway: inner.from_gateway.clone(), joined: inner.joined.clone(), inner })
     }

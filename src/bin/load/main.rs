@@ -1,6 +1,8 @@
 //! `gatehouse-load`: plays N concurrent consultations against a running gateway with webrtc-rs
-//! clients (or connects the same clients directly, for the floor), and reports loss, one-way
-//! latency, join-to-first-media time and the server's CPU and memory, as JSON and a summary.
+//! clients, and reports loss, one-way latency, join-to-first-media time and the server's CPU
+//! and memory, as JSON and a summary. The same clients and payloads also run directly with
+//! no server (`--direct`, the floor), in a Janus VideoRoom (`--janus`) and, as plain UDP,
+//! through the bare relay (`--relay`), so one run compares them side by side.
 //!
 //! The tool creates what it joins with through the gateway's real API: it signs in as a
 //! scheduler (`--scheduler`, password from `GATEHOUSE_LOAD_PASSWORD`), enrols one room per
@@ -28,6 +30,9 @@ use tokio::sync::watch;
 use crate::api::{Origin, Scheduler};
 use crate::meet::Publishing;
 use crate::run::{Settings, Starter};
+
+/// VideoRoom numbers of the consultations in Janus mode, clear of its sample room (1234).
+const JANUS_FIRST_ROOM: u64 = 100_000;
 
 /// The environment variable that holds the scheduler's password (never a flag: flags show in `ps`).
 const PASSWORD_ENV: &str = "GATEHOUSE_LOAD_PASSWORD";
@@ -69,8 +74,11 @@ struct Cli {
     #[arg(long, default_value = "127.0.0.1")]
     client_ip: IpAddr,
     /// Connect the clients to each other with no server: the clients' own latency floor.
-    #[arg(long, conflicts_with = "relay")]
+    #[arg(long, conflicts_with_all = ["relay", "janus"])]
     direct: bool,
+    /// Play the consultations in a Janus VideoRoom at this WebSocket URL (ws://HOST:8188) instead.
+    #[arg(long, value_name = "URL", conflicts_with = "relay")]
+    janus: Option<String>,
     /// Send the same payloads as plain UDP through the bare relay at this address (benches/bare_relay.rs).
     #[arg(long, value_name = "ADDR")]
     relay: Option<SocketAddr>,
@@ -124,6 +132,12 @@ async fn load(cli: Cli) -> Result<()> {
     let publishing = Publishing { plan, stop, client_ip: cli.client_ip };
     let (mode, start): (&'static str, Starter) = if cli.direct {
         ("direct", Arc::new(|i, publishing| Box::pin(async move { meet::direct(ids(i), &publishing).await })))
+    } else if let Some(url) = cli.janus.clone() {
+        let start: Starter = Arc::new(move |i, publishing| {
+            let url = url.clone();
+            Box::pin(async move { meet::through_janus(&url, JANUS_FIRST_ROOM + i as u64, ids(i), &publishing).await })
+        });
+        ("janus", start)
     } else if let Some(relay) = cli.relay {
         let start: Starter = Arc::new(move |i, publishing| {
             Box::pin(async move { meet::through_relay(relay, i as u32, ids(i), &publishing).await })

@@ -1,6 +1,7 @@
 //! How the two participants of one consultation meet, per mode: through the gateway's real
-//! signalling, directly with no server at all (the clients' own floor), or as plain UDP
-//! endpoints through the bare relay (the machine's forwarding ceiling).
+//! signalling, in a Janus VideoRoom (the peer to measure against), directly with no server at
+//! all (the clients' own floor), or as plain UDP endpoints through the bare relay (the
+//! machine's forwarding ceiling).
 //!
 //! Each participant starts publishing as soon as its own connection is up, as a browser
 //! does; the run's measurement window opens only once every consultation is up.
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use gatehouse_probe::{Arrival, GatewayPeer, Ledger, Peer, PeerOptions, Plan, Target, UdpPeer, stamp};
+use gatehouse_probe::{Arrival, GatewayPeer, JanusPeer, Ledger, Peer, PeerOptions, Plan, Target, UdpPeer, stamp};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -20,31 +21,33 @@ use crate::api::Credentials;
 /// How long one participant may take to connect.
 const CONNECT_LIMIT: Duration = Duration::from_secs(30);
 
-/// A participant's client: a WebRTC peer, or a plain UDP endpoint for the bare relay.
+/// A participant's client: a WebRTC peer; a pair of them (Janus publishes and subscribes on
+/// separate connections); or a plain UDP endpoint for the bare relay.
 #[derive(Clone)]
 pub enum Endpoint {
     WebRtc(Arc<Peer>),
+    Split { publisher: Arc<Peer>, subscriber: Arc<Peer> },
     Udp(Arc<UdpPeer>),
 }
 
 impl Endpoint {
     pub fn id(&self) -> u32 {
         match self {
-            Endpoint::WebRtc(p) => p.id,
+            Endpoint::WebRtc(p) | Endpoint::Split { publisher: p, .. } => p.id,
             Endpoint::Udp(p) => p.id,
         }
     }
 
     pub fn take_arrivals(&self) -> Vec<Arrival> {
         match self {
-            Endpoint::WebRtc(p) => p.take_arrivals(),
+            Endpoint::WebRtc(p) | Endpoint::Split { subscriber: p, .. } => p.take_arrivals(),
             Endpoint::Udp(p) => p.take_arrivals(),
         }
     }
 
     pub fn undecodable(&self) -> usize {
         match self {
-            Endpoint::WebRtc(p) => p.undecodable(),
+            Endpoint::WebRtc(p) | Endpoint::Split { subscriber: p, .. } => p.undecodable(),
             Endpoint::Udp(p) => p.undecodable(),
         }
     }
@@ -52,6 +55,10 @@ impl Endpoint {
     pub async fn close(&self) {
         match self {
             Endpoint::WebRtc(p) => p.close().await,
+            Endpoint::Split { publisher, subscriber } => {
+                publisher.close().await;
+                subscriber.close().await;
+            }
             Endpoint::Udp(p) => p.close(),
         }
     }
@@ -70,7 +77,7 @@ pub struct Consultation {
     /// The room, then the clinician.
     pub members: [Member; 2],
     /// Dropped at the end of the run; until then the signalling connections stay open.
-    pub _signalling: Vec<GatewayPeer>,
+    pub _signalling: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 /// What every mode needs to start publishing.
@@ -86,7 +93,7 @@ impl Publishing {
         let (peer, plan, stop) = (peer.clone(), self.plan, self.stop.clone());
         tokio::spawn(async move {
             match peer {
-                Endpoint::WebRtc(p) => p.publish(plan, 1, stop).await,
+                Endpoint::WebRtc(p) | Endpoint::Split { publisher: p, .. } => p.publish(plan, 1, stop).await,
                 Endpoint::Udp(p) => p.publish(plan, 1, stop).await,
             }
         })
@@ -120,7 +127,10 @@ pub async fn through_gateway(
     room.peer.wait_connected(CONNECT_LIMIT).await.context("the room's media did not connect")?;
     let peer = Endpoint::WebRtc(room.peer.clone());
     let room_member = Member { publishing: publishing.start(&peer), peer, join_started_us: room_started };
-    Ok(Consultation { members: [room_member, clinician_member], _signalling: vec![room, clinician] })
+    Ok(Consultation {
+        members: [room_member, clinician_member],
+        _signalling: vec![Box::new(room), Box::new(clinician)],
+    })
 }
 
 /// The same two clients connected to each other, with no server between them.
@@ -141,6 +151,25 @@ pub async fn direct(ids: [u32; 2], publishing: &Publishing) -> Result<Consultati
         Member { publishing: publishing.start(&b), peer: b, join_started_us: started },
     ];
     Ok(Consultation { members, _signalling: Vec::new() })
+}
+
+/// The room and the clinician join VideoRoom `room` at `url`, each publishing and then
+/// subscribing to the other; each publishes once its own publisher connection is up.
+pub async fn through_janus(url: &str, room: u64, ids: [u32; 2], publishing: &Publishing) -> Result<Consultation> {
+    let ip = publishing.client_ip;
+    let started = stamp::now_us();
+    let (a, b) =
+        tokio::join!(JanusPeer::join(url, room, ids[0], ids[1], ip), JanusPeer::join(url, room, ids[1], ids[0], ip));
+    let (a, b) = (a.context("the room could not join Janus")?, b.context("the clinician could not join Janus")?);
+    let mut members = Vec::with_capacity(2);
+    for peer in [&a, &b] {
+        peer.publisher.wait_connected(CONNECT_LIMIT).await.context("a Janus publisher did not connect")?;
+        peer.subscriber.wait_connected(CONNECT_LIMIT).await.context("a Janus subscriber did not connect")?;
+        let endpoint = Endpoint::Split { publisher: peer.publisher.clone(), subscriber: peer.subscriber.clone() };
+        members.push(Member { publishing: publishing.start(&endpoint), peer: endpoint, join_started_us: started });
+    }
+    let members: [Member; 2] = members.try_into().map_err(|_| anyhow::anyhow!("two members"))?;
+    Ok(Consultation { members, _signalling: vec![Box::new(a), Box::new(b)] })
 }
 
 /// Two plain UDP endpoints paired through the bare relay at `relay` as pair `pair`.
