@@ -420,7 +420,7 @@ impl Peer {
         let builder = if tcp_only {
             builder
                 .with_tcp_addrs(vec![format!("{ip}:0")])
-                .with_runtime(Arc::new(crate::tcp_runtime::BoundTcpRuntime { local_ip: ip }))
+                .with_runtime(Arc::new(gatehouse_probe::tcp_runtime::BoundTcpRuntime { local_ip: ip }))
         } else {
             builder.with_udp_addrs(vec![format!("{ip}:0")])
         };

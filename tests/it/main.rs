@@ -7,12 +7,13 @@ mod browser;
 mod capture;
 mod client;
 mod foundation;
+#[cfg(feature = "load")]
+mod load;
 mod media;
 mod netns;
 mod schedule;
 mod signalling;
 mod simulcast;
 mod support;
-mod tcp_runtime;
 mod three_networks;
 mod webdriver;
