@@ -11,4 +11,5 @@ mod schedule;
 mod signalling;
 mod support;
 mod tcp_runtime;
+mod web;
 mod webdriver;
