@@ -88,6 +88,15 @@ fn assert_media_flows(kiosk: &Browser<'_>, consultant: &Browser<'_>) {
     panic!("the kiosk decoded {} frames and got {} audio packets; the consultant {} and {}", k.0, k.1, c.0, c.1);
 }
 
+/// Waits until the `<video>` that `selector` names is playing a picture a person can see.
+fn assert_video_plays(browser: &Browser<'_>, selector: &str) {
+    browser.wait_for(
+        &format!("{selector} to play a picture"),
+        &format!("const v = document.querySelector('{selector}'); return !!v && !v.paused && v.videoWidth > 0 && v.currentTime > 0;"),
+        WAIT,
+    );
+}
+
 /// The kiosk page as staff first meet it: they enter the room's credential once.
 fn set_up_kiosk(kiosk: &Browser<'_>, desk: &Desk) {
     kiosk.goto(&format!("{}/room", base(desk)));
@@ -219,6 +228,8 @@ fn an_appointment_is_booked_joined_admitted_warned_and_closed_by_its_window() {
     kiosk.wait_for("the call screen", "return !document.getElementById('call').hidden;", WAIT);
     consultant.wait_for("the call screen", "return !document.getElementById('in-call').hidden;", WAIT);
     assert_media_flows(&kiosk, &consultant);
+    assert_video_plays(&kiosk, "#remote");
+    assert_video_plays(&consultant, "#remote");
     kiosk.wait_text("#call-timer", "00:0", WAIT);
     kiosk.wait_text("#quality", "Connection: good", WAIT);
     consultant.wait_text("#remaining", "min", WAIT);
@@ -236,6 +247,8 @@ fn an_appointment_is_booked_joined_admitted_warned_and_closed_by_its_window() {
         std::thread::sleep(Duration::from_millis(250));
     }
     assert_eq!(streams(&kiosk), 2, "the kiosk does not decode the shared screen beside the camera");
+    assert_video_plays(&kiosk, "#shared video");
+    kiosk.screenshot("room-sees-shared-screen");
     assert_eq!(kiosk.run("return window.gatehouseCall.pc === window.connectionBeforeSharing;"), json!(true));
 
     // Five minutes before the end, both are warned; at the end, told; at the hard end, closed.

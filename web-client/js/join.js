@@ -6,6 +6,7 @@ import * as clock from './clock.js';
 import { openMedia, listDevices, fillSelect, levelMeter, playTestSound } from './devices.js';
 import { measure, describe } from './probe.js';
 import { QualityMonitor, QUALITY_TEXT } from './quality.js';
+import { RemoteMedia } from './remote.js';
 
 const token = decodeURIComponent(location.pathname.split('/').pop());
 const DEVICE_KEY = 'gatehouse.consultant.devices';
@@ -247,21 +248,9 @@ call.addEventListener('participants', (e) => {
   else if (page.phase === 'in-call' && $('banner').dataset.kind === 'warn') banner('');
 });
 
-call.addEventListener('track', (e) => {
-  const stream = e.detail.streams[0];
-  if (!stream) return;
-  if (!$('remote').srcObject || $('remote').srcObject === stream) {
-    $('remote').srcObject = stream;
-    return;
-  }
-  if ([...$('others').querySelectorAll('video')].some((v) => v.srcObject === stream)) return;
-  const video = document.createElement('video');
-  video.autoplay = true;
-  video.playsInline = true;
-  video.setAttribute('aria-label', 'Another participant or a shared screen');
-  video.srcObject = stream;
-  $('others').append(video);
-});
+// The room's camera large; a guest or a shared screen beside it.
+const remote = new RemoteMedia($('remote'), $('others'), 'Another participant or a shared screen');
+call.addEventListener('track', (e) => remote.add(e.detail));
 
 call.addEventListener('timing', (e) => {
   page.endsAt = Date.parse(e.detail.ends_at);
@@ -285,6 +274,7 @@ call.addEventListener('error', (e) => {
 
 call.addEventListener('ended', (e) => {
   stopQuality();
+  remote.clear();
   stopMedia();
   banner('');
   const text = sentence(e.detail.reason, e.detail);

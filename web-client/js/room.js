@@ -7,6 +7,7 @@ import * as clock from './clock.js';
 import { openMedia, levelMeter, playTestSound } from './devices.js';
 import { measure, plot, describe } from './probe.js';
 import { QualityMonitor, QUALITY_TEXT } from './quality.js';
+import { RemoteMedia } from './remote.js';
 
 const KEY = 'gatehouse.device';
 /** How often the kiosk asks for its next appointment: a window opening is noticed this fast. */
@@ -196,10 +197,10 @@ function setupCall() {
         : 'The clinician will let you in shortly. Please stay in the room.';
     }
   });
-  call.addEventListener('track', (e) => {
-    // The first stream is the clinician's camera; a shared screen arrives as a second one.
-    if (!$('remote').srcObject || e.detail.streams[0] === $('remote').srcObject) $('remote').srcObject = e.detail.streams[0];
-  });
+  // The clinician's camera large; a screen they share beside it.
+  const remote = new RemoteMedia($('remote'), $('shared'), 'The screen the clinician is sharing');
+  kiosk.remote = remote;
+  call.addEventListener('track', (e) => remote.add(e.detail));
   call.addEventListener('timing', (e) => {
     kiosk.endsAt = Date.parse(e.detail.ends_at);
     kiosk.hardEnd = Date.parse(e.detail.hard_end);
@@ -222,6 +223,7 @@ function setupCall() {
   call.addEventListener('ended', (e) => ended(e.detail));
   call.addEventListener('closed', (e) => {
     stopQuality();
+    remote.clear();
     if (e.detail.ended) return;
     if (e.detail.code === 4401) {
       // Refused at the door: wait for the next poll.
@@ -263,7 +265,7 @@ function ended(detail) {
   stopQuality();
   if (kiosk.appointmentId) kiosk.finished.add(kiosk.appointmentId);
   kiosk.admittedAt = null;
-  $('remote').srcObject = null;
+  kiosk.remote.clear();
   banner('');
   const titles = {
     ended_by_clinician: 'The consultation has ended',
