@@ -180,6 +180,7 @@ fn an_appointment_is_booked_joined_admitted_warned_and_closed_by_its_window() {
     console.screenshot("console-link-issued");
     console.click("#appointment-close");
     console.wait_text("#day-view", "Dr Ada Okafor", WAIT);
+    console.run("window.scrollTo(0, 0); return true;");
     console.screenshot("console-day-view");
     assert_reflows_at_200_percent(&console, "the console's day view", "console-day-view-200-percent");
     drop(console);
@@ -233,6 +234,18 @@ fn an_appointment_is_booked_joined_admitted_warned_and_closed_by_its_window() {
     kiosk.wait_text("#call-timer", "00:0", WAIT);
     kiosk.wait_text("#quality", "Connection: good", WAIT);
     consultant.wait_text("#remaining", "min", WAIT);
+    // The controls act on the tracks: muting stops the microphone, camera off the camera.
+    consultant.click("#mute");
+    consultant.click("#camera");
+    let (audio, video) = (
+        consultant.run("return window.gatehouseCall.stream.getAudioTracks()[0].enabled;"),
+        consultant.run("return window.gatehouseCall.stream.getVideoTracks()[0].enabled;"),
+    );
+    assert_eq!((audio, video), (json!(false), json!(false)), "mute and camera off left a track on");
+    assert_eq!(consultant.text("#mute"), "Unmute");
+    consultant.click("#mute");
+    consultant.click("#camera");
+    assert_eq!(consultant.run("return window.gatehouseCall.stream.getTracks().every((t) => t.enabled);"), json!(true));
     kiosk.assert_accessible("the kiosk in the call");
     consultant.assert_accessible("the consultant in the call");
     kiosk.screenshot("room-in-call");
@@ -306,6 +319,22 @@ fn security_terminates_a_live_session_and_locks_the_room_down() {
     let appointment = desk.booked(-5, 25);
     let driver = Driver::start();
     let (kiosk, consultant) = admitted_call(&driver, &desk, &appointment);
+
+    // A network drop: the kiosk reconnects by itself, comes back admitted, and media resumes.
+    kiosk.run("window.gatehouseCall.ws.close(3000, 'network drop'); return true;");
+    kiosk.wait_text("#banner", "Reconnecting", WAIT);
+    kiosk.wait_for(
+        "the call screen again",
+        "return !document.getElementById('call').hidden && document.getElementById('banner').hidden;",
+        WAIT,
+    );
+    // A reload: the credential is kept, the kiosk rejoins and is still admitted.
+    kiosk.goto(&format!("{}/room", base(&desk)));
+    kiosk.wait_for("the call screen after a reload", "return !document.getElementById('call').hidden;", WAIT);
+    assert_media_flows(&kiosk, &consultant);
+    assert_video_plays(&kiosk, "#remote");
+    assert_video_plays(&consultant, "#remote");
+
     let console = security_console(&driver, &desk, "guard");
 
     // Live sessions, as metadata: the room, who is in it, and its history.
@@ -435,6 +464,7 @@ fn an_auditor_finds_exports_and_verifies_the_records_and_every_refusal_reads_as_
     console.screenshot("console-audit-record");
     console.click("#record-close");
     console.assert_accessible("the audit search");
+    console.run("document.getElementById('audit-status').scrollIntoView(); return true;");
     console.screenshot("console-audit");
     // Paging through the whole log.
     console.fill("#audit-appointment", "");

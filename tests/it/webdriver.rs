@@ -90,7 +90,9 @@ impl Driver {
         let response = self.call("POST", "/session", Some(capabilities)).unwrap();
         let session =
             response["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {response}")).to_owned();
-        Browser { driver: self, session, _profile: profile }
+        let browser = Browser { driver: self, session, _profile: profile };
+        browser.reset_viewport();
+        browser
     }
 }
 
@@ -230,13 +232,10 @@ impl Browser<'_> {
         );
     }
 
-    /// Back to the window's own viewport.
+    /// Back to a 1280x720 screen at 100%, the kiosk's (the headless window's own viewport is
+    /// smaller than its window size).
     pub fn reset_viewport(&self) {
-        self.call(
-            "POST",
-            "/goog/cdp/execute",
-            Some(json!({ "cmd": "Emulation.clearDeviceMetricsOverride", "params": {} })),
-        );
+        self.emulate_viewport(1280, 720, 1.0);
     }
 
     /// Runs axe-core (from node_modules, injected through WebDriver, which the page's CSP does
