@@ -90,11 +90,21 @@ fn assert_media_flows(kiosk: &Browser<'_>, consultant: &Browser<'_>) {
 
 /// Waits until the `<video>` that `selector` names is playing a picture a person can see.
 fn assert_video_plays(browser: &Browser<'_>, selector: &str) {
-    browser.wait_for(
-        &format!("{selector} to play a picture"),
-        &format!("const v = document.querySelector('{selector}'); return !!v && !v.paused && v.videoWidth > 0 && v.currentTime > 0;"),
-        WAIT,
+    let playing = format!(
+        "const v = document.querySelector('{selector}'); return !!v && !v.paused && v.videoWidth > 0 && v.currentTime > 0;"
     );
+    let deadline = std::time::Instant::now() + WAIT;
+    while browser.run(&playing) != json!(true) {
+        if std::time::Instant::now() > deadline {
+            let state = browser.run(&format!(
+                "const v = document.querySelector('{selector}'); const mine = v && v.srcObject ? v.srcObject.getTracks()[0] : null; \
+                 return {{ paused: v && v.paused, ready: v && v.readyState, shown: mine && mine.id, \
+                 receivers: window.gatehouseCall.pc.getReceivers().map((r) => [r.track.kind, r.track.id, r.track.muted, r.track.readyState]) }};"
+            ));
+            panic!("{selector} plays no picture: {state}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// The kiosk page as staff first meet it: they enter the room's credential once.
@@ -178,7 +188,61 @@ fn an_appointment_is_booked_joined_admitted_warned_and_closed_by_its_window() {
     assert!(link_url.contains("/join/"), "{link_url}");
     console.assert_accessible("the console's appointment dialog");
     console.screenshot("console-link-issued");
+    console.click("#issued-copy");
+    console.wait_text("#issued-copied", "Copied", WAIT);
+    // Reissued, the first link stops working; revoked and reissued again, the last one counts.
+    console.click("#links button.primary");
+    console.wait_for(
+        "a new link",
+        &format!("return document.getElementById('issued-url').value !== {};", json!(link_url)),
+        WAIT,
+    );
+    console.click("#links button.danger");
+    console.wait_text("#appointment-result", "link was revoked", WAIT);
+    console.wait_text("#links", "No link", WAIT);
+    console.click("#links button.primary");
+    console.wait_text("#links", "not opened yet", WAIT);
+    let reissued = console.run("return document.getElementById('issued-url').value;").as_str().unwrap().to_owned();
+    assert_ne!(reissued, link_url);
+    let revoked = desk.join(link_url.rsplit('/').next().unwrap(), None);
+    assert_eq!(revoked.json()["code"], "link_revoked", "{}", revoked.body);
+    let link_url = reissued;
     console.click("#appointment-close");
+
+    // A second booking is moved, then cancelled with a reason.
+    let (_, later_start) = room_time(120);
+    let (_, later_end) = room_time(140);
+    console.fill("#book-start", &later_start);
+    console.fill("#book-end", &later_end);
+    console.click("#book-form button[type=submit]");
+    console.wait_text("#appointment-title", &later_start, WAIT);
+    let (_, moved_start) = room_time(150);
+    let (_, moved_end) = room_time(170);
+    console.fill("#reschedule-start", &moved_start);
+    console.fill("#reschedule-end", &moved_end);
+    console.click("#reschedule-form button[type=submit]");
+    console.wait_text("#appointment-title", &moved_start, WAIT);
+    console.fill("#cancel-reason", "the clinic was moved");
+    console.click("#cancel-form button[type=submit]");
+    console.wait_text("#appointment-facts", "Cancelled (the clinic was moved)", WAIT);
+    console.click("#appointment-close");
+    console.wait_text("#day-view", "Cancelled", WAIT);
+
+    // Rooms: a new room is enrolled, its credential shown once, then revoked.
+    console.click("#tabs button:nth-child(2)");
+    console.fill("#enrol-site", "HMP Test");
+    console.fill("#enrol-name", "Room 2");
+    console.click("#enrol-form button[type=submit]");
+    console.wait_text("#credential-title", "Credential for Room 2", WAIT);
+    let credential = console.run("return document.getElementById('credential-value').value;");
+    assert!(credential.as_str().unwrap().starts_with("ghr_"), "{credential}");
+    console.assert_accessible("the rooms");
+    console.screenshot("console-rooms");
+    console.click("#rooms-body tr:last-child button.danger");
+    console.wait_text("#rooms-body", "Revoked", WAIT);
+    let refused = desk.join_room(credential.as_str().unwrap());
+    assert_eq!(refused.json()["code"], "device_revoked", "{}", refused.body);
+    console.click("#tabs button:nth-child(1)");
     console.wait_text("#day-view", "Dr Ada Okafor", WAIT);
     console.run("window.scrollTo(0, 0); return true;");
     console.screenshot("console-day-view");
@@ -246,6 +310,12 @@ fn an_appointment_is_booked_joined_admitted_warned_and_closed_by_its_window() {
     consultant.click("#mute");
     consultant.click("#camera");
     assert_eq!(consultant.run("return window.gatehouseCall.stream.getTracks().every((t) => t.enabled);"), json!(true));
+    // When nothing arrives from the clinician any more, the kiosk says the connection is poor.
+    consultant.run("window.held = window.gatehouseCall.pc.getSenders().map((s) => [s, s.track]); window.held.forEach(([s]) => s.replaceTrack(null)); return true;");
+    kiosk.wait_text("#quality", "Connection: poor", WAIT);
+    kiosk.screenshot("room-poor-connection");
+    consultant.run("window.held.forEach(([s, t]) => s.replaceTrack(t)); return true;");
+    kiosk.wait_text("#quality", "Connection: good", WAIT);
     kiosk.assert_accessible("the kiosk in the call");
     consultant.assert_accessible("the consultant in the call");
     kiosk.screenshot("room-in-call");

@@ -6,7 +6,7 @@
 export class RemoteMedia {
   /**
    * `main` is the large <video>; further pictures are added to `extras` as <video> elements
-   * labelled `extraLabel`; audio elements go into `extras` too, unseen.
+   * labelled `extraLabel`; each voice gets an unseen audio element of its own.
    */
   constructor(main, extras, extraLabel) {
     this.main = main;
@@ -17,12 +17,23 @@ export class RemoteMedia {
   }
 
   /**
-   * Takes a peer connection's `track` event. A track is placed once media arrives on it
-   * (it unmutes): a receiver that never carries anything must not take the main view.
+   * Takes a peer connection's `track` event. A track is placed once media arrives on it: a
+   * receiver that never carries anything must not take the main view.
    */
   add(event) {
     const { track } = event;
-    if (track.muted) {
+    if (track.kind === 'video') {
+      // A picture is placed once it has decoded a frame: a receiver may unmute on padding
+      // alone and still never show anything.
+      const probe = document.createElement('video');
+      probe.muted = true;
+      probe.srcObject = new MediaStream([track]);
+      probe.addEventListener('loadeddata', () => {
+        probe.srcObject = null;
+        this.place(track, event.streams);
+      }, { once: true });
+      probe.play().catch(() => {});
+    } else if (track.muted) {
       track.addEventListener('unmute', () => this.place(track, event.streams), { once: true });
     } else {
       this.place(track, event.streams);
@@ -35,7 +46,8 @@ export class RemoteMedia {
     if (track.kind === 'audio') {
       element = document.createElement('audio');
       element.hidden = true;
-      this.extras.append(element);
+      document.body.append(element);
+      this.audios.push(element);
     } else if (!this.mainVideo || this.mainVideo.readyState === 'ended') {
       this.mainVideo = track;
       element = this.main;
@@ -77,5 +89,7 @@ export class RemoteMedia {
     this.mainVideo = null;
     this.main.srcObject = null;
     this.extras.replaceChildren();
+    for (const audio of this.audios || []) audio.remove();
+    this.audios = [];
   }
 }
