@@ -13,7 +13,7 @@ const KEY = 'gatehouse.device';
 /** How often the kiosk asks for its next appointment: a window opening is noticed this fast. */
 const POLL_MS = 5000;
 /** How long the end screen stays before the kiosk waits for the next appointment. */
-const END_SCREEN_MS = 20000;
+const END_SCREEN_MS = 15000;
 /** How long a refused join is not retried for the same appointment. */
 const RETRY_REFUSED_MS = 30000;
 
