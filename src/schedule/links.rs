@@ -253,9 +253,9 @@ impl Schedule {
         Ok((room, next))
     }
 
-    /// What the door may tell the holder of an authentic link whose appointment it refuses:
-    /// when joining opens, and the reason given for a cancellation, termination or lockdown.
-    /// None for a link that is not authentic.
+    /// What the door may tell the holder of an authentic, unrevoked link whose appointment it
+    /// refuses: when joining opens, and the reason given for a cancellation, termination or
+    /// lockdown. None for a link that is forged, unknown or revoked.
     pub fn link_context(&self, token: &str, now: Timestamp) -> Result<Option<LinkContext>, ScheduleError> {
         let now_unix = now.as_second().max(0) as u64;
         let claims = match self.links.verify(token, now_unix) {
@@ -267,6 +267,10 @@ impl Schedule {
             },
             Err(_) => return Ok(None),
         };
+        match self.store.link(LinkId(claims.link_id))? {
+            Some(record) if record.revoked_at.is_none() => {}
+            _ => return Ok(None),
+        }
         let view = match self.view(AppointmentId(claims.appointment)) {
             Ok(view) => view,
             Err(ScheduleError::NotFound(_)) => return Ok(None),

@@ -163,6 +163,15 @@ fn the_door_tells_an_authentic_link_when_it_opens_and_why_it_was_cancelled() {
     );
     assert!(body["server_time"].is_string());
 
+    // A revoked link learns nothing more, not even at the probe.
+    let (revoked, link_id) = desk.link(&early);
+    assert_eq!(desk.gw.staff_request(&desk.scheduler, "DELETE", &format!("/api/v1/links/{link_id}"), None).status, 204);
+    let refused = desk.join(&revoked, None).json();
+    assert_eq!(refused["code"], "link_revoked", "{refused}");
+    assert!(refused.get("opens").is_none() && refused.get("server_time").is_none(), "{refused}");
+    let probe = desk.gw.request("POST", "/api/v1/probe", &[], Some(&json!({ "link": revoked, "bytes": 10 })));
+    assert_eq!(probe.status, 403, "{}", probe.body);
+
     let now = desk.booked(-5, 25);
     let (token, _) = desk.link(&now);
     let placed = desk.gw.staff_request(
