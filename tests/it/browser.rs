@@ -608,3 +608,55 @@ fn an_auditor_finds_exports_and_verifies_the_records_and_every_refusal_reads_as_
     assert_eq!(code, 0, "the exported log does not verify: {out}{err}");
     assert!(out.starts_with("OK"), "{out}");
 }
+
+#[test]
+fn a_guest_waits_until_admitted_and_the_clinicians_end_closes_the_call_for_both() {
+    if !chromium_here() {
+        return;
+    }
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let (token, _) = desk.link(&appointment);
+    let body = json!({ "participant_id": appointment["guests"][0]["id"] });
+    let id = appointment["id"].as_str().unwrap();
+    let issued =
+        desk.gw.staff_request(&desk.scheduler, "POST", &format!("/api/v1/appointments/{id}/links"), Some(body));
+    assert_eq!(issued.status, 201, "{}", issued.body);
+    let guest_token = issued.json()["url"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    let driver = Driver::start();
+
+    let clinician = driver.browser();
+    through_device_check(&clinician, &format!("{}/join/{token}", base(&desk)));
+    clinician.click("#continue");
+    clinician.wait_text("#arrival", "The room has not arrived yet", WAIT);
+
+    // The interpreter waits, sees no one, and is told so.
+    let guest = driver.browser();
+    through_device_check(&guest, &format!("{}/join/{guest_token}", base(&desk)));
+    assert!(guest.text("#status").contains("Welcome, An Interpreter"), "{}", guest.text("#status"));
+    guest.click("#continue");
+    guest.wait_text("#status", "The clinician will let you in", WAIT);
+    assert_eq!(guest.run("return document.getElementById('end').hidden;"), json!(true), "a guest may not end the call");
+    guest.assert_accessible("a guest's waiting room");
+    guest.screenshot("guest-waiting-room");
+
+    clinician.wait_text("#admit-list", "Admit An Interpreter", WAIT);
+    clinician.click("#admit-list button");
+    guest.wait_for("the call screen", "return !document.getElementById('in-call').hidden;", WAIT);
+    clinician.wait_for("the call screen", "return !document.getElementById('in-call').hidden;", WAIT);
+    assert_video_plays(&guest, "#remote");
+    assert_video_plays(&clinician, "#remote");
+
+    // End consultation asks first; keeping talking keeps the call.
+    clinician.click("#end");
+    clinician.wait_text("#end-dialog", "End the consultation for everyone?", WAIT);
+    clinician.assert_accessible("the end-consultation question");
+    clinician.click("#end-cancel");
+    assert_eq!(clinician.run("return document.getElementById('in-call').hidden;"), json!(false));
+    clinician.click("#end");
+    clinician.click("#end-confirm");
+    guest.wait_text("#ended-reason", "The clinician ended the consultation", WAIT);
+    clinician.wait_text("#ended-reason", "The clinician ended the consultation", WAIT);
+    let shown = desk.gw.staff_request(&desk.scheduler, "GET", &format!("/api/v1/appointments/{id}"), None);
+    assert_eq!(shown.json()["status"], "ended", "{}", shown.body);
+}
