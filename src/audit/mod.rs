@@ -244,7 +244,31 @@ impl AuditLog {
         pin: Option<&str>,
         extra_keys: &[String],
     ) -> Result<verify::Summary, VerifyError> {
-        let ring = KeyRing::new(data_dir);
+        Self::verify_with(db_path, &KeyRing::new(data_dir), pin, extra_keys)
+    }
+
+    /// Verifies the whole log as it stands now, as `gatehouse audit verify` does, and records
+    /// that `actor` asked. The outer error is a failure to check; the inner one is what the
+    /// check found wrong.
+    pub fn verify_now(
+        &self,
+        actor: Actor,
+        ip: Option<IpAddr>,
+    ) -> Result<Result<verify::Summary, verify::Failure>, AuditError> {
+        self.append_blocking(with_ip(Event::new(EventKind::AuditRead, actor), ip))?;
+        match Self::verify_with(&self.db_path, &self.keys, None, &[]) {
+            Ok(summary) => Ok(Ok(summary)),
+            Err(VerifyError::Failed(failure)) => Ok(Err(failure)),
+            Err(VerifyError::Cannot(e)) => Err(e),
+        }
+    }
+
+    fn verify_with(
+        db_path: &Path,
+        ring: &KeyRing,
+        pin: Option<&str>,
+        extra_keys: &[String],
+    ) -> Result<verify::Summary, VerifyError> {
         let mut verifiers = ring.verifiers().map_err(AuditError::from)?;
         for key in extra_keys {
             verifiers.push(

@@ -24,6 +24,11 @@ pub async fn join() -> Response {
     serve_file("join.html")
 }
 
+/// The staff console: schedulers and security officers.
+pub async fn console() -> Response {
+    serve_file("console.html")
+}
+
 /// Any other file of the web client, by its path under `web-client/`.
 pub async fn static_file(Path(path): Path<String>) -> Response {
     serve_file(&path)

@@ -33,6 +33,7 @@ pub fn public_router(http_metrics: Arc<HttpMetrics>, api: api::Api) -> Router {
         .route("/api/openapi.json", get(move || async move { axum::Json(openapi.as_ref().clone()) }))
         .route("/", get(assets::index))
         .route("/room", get(assets::room))
+        .route("/console", get(assets::console))
         .route("/join/{link}", get(assets::join))
         .route("/static/{*path}", get(assets::static_file))
         .fallback(|| async { error::ApiError::not_found() })

@@ -7,10 +7,10 @@ use jiff::Timestamp;
 use super::{AppointmentView, Change, Schedule, ScheduleError, object_of};
 use crate::audit::{EventKind, Object};
 use crate::auth::device::DeviceHash;
-use crate::auth::link_token::{LinkClaims, LinkRole};
+use crate::auth::link_token::{LinkClaims, LinkError, LinkRole};
 use crate::auth::policy::{Action, Credential, Principal, Reason};
 use crate::auth::{Caller, code, device};
-use crate::domain::{AppointmentId, LinkId, ParticipantId, ParticipantRole, RoomId};
+use crate::domain::{AppointmentId, LinkId, ParticipantId, ParticipantRole, Room, RoomId};
 use crate::store::{AppointmentFilter, LinkRecord};
 
 /// A newly issued link: the token goes into the URL sent to the participant, once.
@@ -137,8 +137,22 @@ impl Schedule {
     ) -> Result<Admission, ScheduleError> {
         self.door_attempt(ip, now)?;
         let anonymous = Caller::new(Principal::Anonymous, ip);
-        let claims = match self.links.verify(token, now.as_second().max(0) as u64) {
+        let now_unix = now.as_second().max(0) as u64;
+        let claims = match self.links.verify(token, now_unix) {
             Ok(claims) => claims,
+            // An early link is authentic: read it as of its opening time and let the policy
+            // speak first, so that a cancellation or lockdown is told before the opening time.
+            Err(LinkError::NotYetValid { opens_at }) => match self.links.verify(token, opens_at) {
+                Ok(claims) => claims,
+                Err(_) => {
+                    return Err(self.refuse(
+                        &anonymous,
+                        EventKind::LinkRefused,
+                        Reason::LinkInvalid,
+                        Object::default(),
+                    ));
+                }
+            },
             Err(e) => {
                 let reason = match e.code() {
                     "window_not_open" => Reason::WindowNotOpen,
@@ -176,6 +190,11 @@ impl Schedule {
             let object = link_object(&view, link);
             return Err(self.refuse(&caller, EventKind::LinkRefused, Reason::BrowserUnknown, object));
         };
+        // The link's own window holds even when the appointment moved earlier.
+        if now_unix < claims.not_before {
+            let object = link_object(&view, link);
+            return Err(self.refuse(&caller, EventKind::LinkRefused, Reason::WindowNotOpen, object));
+        }
         if record.bound_browser.is_none() {
             if self.store.bind_link(link, browser)?.as_ref() != Some(browser) {
                 // Another browser won the race for this link.
@@ -205,27 +224,85 @@ impl Schedule {
         now: Timestamp,
     ) -> Result<(RoomId, Result<Admission, ScheduleError>), ScheduleError> {
         self.door_attempt(ip, now)?;
+        let (room, device) = self.room_of_device(presented, ip)?;
+        let caller = Caller::new(Principal::Room { room: room.id, device }, ip);
+        Ok((room.id, self.room_admission(&caller, room.id, now)))
+    }
+
+    /// The room a kiosk's device credential belongs to, and the credential's hash. An unknown
+    /// or revoked credential is refused and audited.
+    pub fn room_of_device(
+        &self,
+        presented: &str,
+        ip: Option<std::net::IpAddr>,
+    ) -> Result<(Room, DeviceHash), ScheduleError> {
         let anonymous = Caller::new(Principal::Anonymous, ip);
         let Some(hash) = device::lookup_hash(presented) else {
             return Err(self.refuse(&anonymous, EventKind::AccessDenied, Reason::NotAuthenticated, Object::default()));
         };
-        let Some(room) = self.store.room_by_device(&hash)? else {
-            return Err(match self.store.revoked_device(&hash)? {
+        match self.store.room_by_device(&hash)? {
+            Some(room) => Ok((room, DeviceHash(hash))),
+            None => Err(match self.store.revoked_device(&hash)? {
                 Some(room) => {
                     let caller = Caller::new(Principal::Room { room, device: DeviceHash(hash) }, ip);
                     let object = Object { room: code(room), ..Object::default() };
                     self.refuse(&caller, EventKind::AccessDenied, Reason::DeviceRevoked, object)
                 }
                 None => self.refuse(&anonymous, EventKind::AccessDenied, Reason::NotAuthenticated, Object::default()),
-            });
+            }),
+        }
+    }
+
+    /// What a kiosk shows while it waits: its room and the room's current or next booked
+    /// appointment (with any lockdown covering it).
+    pub fn kiosk_view(
+        &self,
+        presented: &str,
+        ip: Option<std::net::IpAddr>,
+        now: Timestamp,
+    ) -> Result<(Room, Option<AppointmentView>), ScheduleError> {
+        let (room, _) = self.room_of_device(presented, ip)?;
+        let next = self.current_or_next(room.id, now)?;
+        Ok((room, next))
+    }
+
+    /// What the door may tell the holder of an authentic, unrevoked link whose appointment it
+    /// refuses: when joining opens, and the reason given for a cancellation, termination or
+    /// lockdown. None for a link that is forged, unknown or revoked.
+    pub fn link_context(&self, token: &str, now: Timestamp) -> Result<Option<LinkContext>, ScheduleError> {
+        let now_unix = now.as_second().max(0) as u64;
+        let claims = match self.links.verify(token, now_unix) {
+            Ok(claims) => claims,
+            // Authentic but early: read it as of its own opening time.
+            Err(LinkError::NotYetValid { opens_at }) => match self.links.verify(token, opens_at) {
+                Ok(claims) => claims,
+                Err(_) => return Ok(None),
+            },
+            Err(_) => return Ok(None),
         };
-        let caller = Caller::new(Principal::Room { room: room.id, device: DeviceHash(hash) }, ip);
-        Ok((room.id, self.room_admission(&caller, room.id, now)))
+        match self.store.link(LinkId(claims.link_id))? {
+            Some(record) if record.revoked_at.is_none() => {}
+            _ => return Ok(None),
+        }
+        let view = match self.view(AppointmentId(claims.appointment)) {
+            Ok(view) => view,
+            Err(ScheduleError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(Some(LinkContext { opens: view.window.opens, status_reason: view.status_reason().map(str::to_owned) }))
     }
 
     fn room_admission(&self, caller: &Caller, room: RoomId, now: Timestamp) -> Result<Admission, ScheduleError> {
-        // The room's current or next appointment that is not over: one that was cancelled,
-        // ended or terminated early gives way to the next, even within its own overrun.
+        let view = self.current_or_next(room, now)?;
+        self.authorize(caller, Action::Join, view.as_ref(), Credential::Valid, now)?;
+        let view = view.ok_or(ScheduleError::Denied(Reason::RoomNotBooked))?;
+        let display_name = view.room.name.clone();
+        Ok(Admission { principal: caller.principal.clone(), view, display_name, member_id: room.0 })
+    }
+
+    /// The room's current or next appointment that is not over: one that was cancelled, ended
+    /// or terminated early gives way to the next, even within its own overrun.
+    fn current_or_next(&self, room: RoomId, now: Timestamp) -> Result<Option<AppointmentView>, ScheduleError> {
         let filter = AppointmentFilter {
             room: Some(room),
             from: Some(now - self.settings.overrun),
@@ -239,13 +316,13 @@ impl Schedule {
             .into_iter()
             .filter(|a| a.status.holds_room())
             .find(|a| a.end + self.settings.overrun > now);
-        let view = match next {
-            Some(a) => Some(self.view_of(a)?),
-            None => None,
-        };
-        self.authorize(caller, Action::Join, view.as_ref(), Credential::Valid, now)?;
-        let view = view.ok_or(ScheduleError::Denied(Reason::RoomNotBooked))?;
-        let display_name = view.room.name.clone();
-        Ok(Admission { principal: caller.principal.clone(), view, display_name, member_id: room.0 })
+        next.map(|a| self.view_of(a)).transpose()
     }
+}
+
+/// See [`Schedule::link_context`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkContext {
+    pub opens: Timestamp,
+    pub status_reason: Option<String>,
 }

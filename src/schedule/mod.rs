@@ -20,7 +20,7 @@ use crate::domain::{
     RoomId, StaffId, Window,
 };
 use crate::store::{AppointmentFilter, LockdownRecord, Store, StoreError};
-pub use links::{Admission, IssuedLink};
+pub use links::{Admission, IssuedLink, LinkContext};
 pub use validate::Invalid;
 
 /// The window allowances, from the configuration.

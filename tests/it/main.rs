@@ -16,4 +16,5 @@ mod signalling;
 mod simulcast;
 mod support;
 mod three_networks;
+mod web;
 mod webdriver;

@@ -90,7 +90,9 @@ impl Driver {
         let response = self.call("POST", "/session", Some(capabilities)).unwrap();
         let session =
             response["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {response}")).to_owned();
-        Browser { driver: self, session, _profile: profile }
+        let browser = Browser { driver: self, session, _profile: profile };
+        browser.reset_viewport();
+        browser
     }
 }
 
@@ -99,6 +101,12 @@ impl Drop for Driver {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// WebDriver key codes for [`Browser::keys`].
+pub mod keys {
+    pub const TAB: &str = "\u{E004}";
+    pub const ENTER: &str = "\u{E007}";
 }
 
 /// One browser session.
@@ -143,6 +151,119 @@ impl Browser<'_> {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Runs `script` with `args` (JSON values, reachable as `arguments[i]`).
+    pub fn run_with(&self, script: &str, args: Vec<Value>) -> Value {
+        self.call("POST", "/execute/sync", Some(json!({ "script": script, "args": args })))
+    }
+
+    /// Clicks the element `selector` names, as a person would (it must be visible).
+    pub fn click(&self, selector: &str) {
+        let found = self.run_with(
+            "const el = document.querySelector(arguments[0]); if (!el || !el.checkVisibility()) return false; el.click(); return true;",
+            vec![json!(selector)],
+        );
+        assert_eq!(found, json!(true), "no visible {selector} to click; page says: {}", self.text("body"));
+    }
+
+    /// Types `value` into the field `selector` names, firing the events a person's typing fires.
+    pub fn fill(&self, selector: &str, value: &str) {
+        let found = self.run_with(
+            "const el = document.querySelector(arguments[0]); if (!el) return false; el.focus(); el.value = arguments[1]; \
+             el.dispatchEvent(new Event('input', { bubbles: true })); el.dispatchEvent(new Event('change', { bubbles: true })); return true;",
+            vec![json!(selector), json!(value)],
+        );
+        assert_eq!(found, json!(true), "no field {selector}");
+    }
+
+    /// The visible text of the element `selector` names ("" when there is none).
+    pub fn text(&self, selector: &str) -> String {
+        self.run_with(
+            "const el = document.querySelector(arguments[0]); return el ? el.innerText : '';",
+            vec![json!(selector)],
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+    }
+
+    /// Waits until the text of `selector` contains `needle`; returns the text.
+    pub fn wait_text(&self, selector: &str, needle: &str, limit: Duration) -> String {
+        let script = "const el = document.querySelector(arguments[0]); return el && el.checkVisibility() && el.innerText.includes(arguments[1]) ? el.innerText : null;";
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(text) = self.run_with(script, vec![json!(selector), json!(needle)]).as_str() {
+                return text.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {selector} to say {needle:?}; it says {:?}; the page says: {}",
+                self.text(selector),
+                self.text("body")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Presses keys on whatever has the focus, as a keyboard would (WebDriver key codes:
+    /// TAB, ENTER and so on are in [`keys`]).
+    pub fn keys(&self, text: &str) {
+        let mut actions = Vec::new();
+        for c in text.chars() {
+            actions.push(json!({ "type": "keyDown", "value": c.to_string() }));
+            actions.push(json!({ "type": "keyUp", "value": c.to_string() }));
+        }
+        self.call(
+            "POST",
+            "/actions",
+            Some(json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": actions }] })),
+        );
+    }
+
+    /// Emulates a viewport of `width` x `height` CSS pixels at `scale` device pixels each
+    /// (1280x720 at 200% zoom is 640x360 at scale 2), through the DevTools protocol.
+    pub fn emulate_viewport(&self, width: u32, height: u32, scale: f64) {
+        let params = json!({ "width": width, "height": height, "deviceScaleFactor": scale, "mobile": false });
+        self.call(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({ "cmd": "Emulation.setDeviceMetricsOverride", "params": params })),
+        );
+    }
+
+    /// Back to a 1280x720 screen at 100%, the kiosk's (the headless window's own viewport is
+    /// smaller than its window size).
+    pub fn reset_viewport(&self) {
+        self.emulate_viewport(1280, 720, 1.0);
+    }
+
+    /// Runs axe-core (from node_modules, injected through WebDriver, which the page's CSP does
+    /// not govern) against the WCAG 2.1 A and AA rules, and fails on any serious or critical
+    /// violation. Skips when axe-core is not installed outside CI.
+    pub fn assert_accessible(&self, what: &str) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("node_modules/axe-core/axe.min.js");
+        let Ok(axe) = std::fs::read_to_string(&path) else {
+            assert!(std::env::var_os("CI").is_none(), "axe-core is required in CI: run scripts/test");
+            eprintln!("axe-core is missing (run scripts/test): {what} not checked");
+            return;
+        };
+        if self.run("return typeof window.axe === 'object';") != json!(true) {
+            self.run(&format!("{axe}\nreturn true;"));
+        }
+        let result = self.run_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })
+               .then((r) => done(r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
+                 .map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map((n) => n.html) }))))
+               .catch((e) => done([{ id: 'axe-error', help: String(e) }]));",
+        );
+        let violations = result.as_array().cloned().unwrap_or_default();
+        assert!(
+            violations.is_empty(),
+            "{what}: accessibility violations: {}",
+            serde_json::to_string_pretty(&violations).unwrap()
+        );
     }
 
     /// Saves a PNG screenshot to `target/screenshots/NAME.png`.

@@ -1,5 +1,6 @@
 // A consultation call: the signalling WebSocket and one RTCPeerConnection to the gateway.
 // Shared by the room kiosk and the consultant page; media only ever flows to the gateway.
+// What the call means to a person (sentences, screens) is the pages' business.
 
 // The camera goes out in simulcast layers (full resolution and fractions of it); the gateway
 // forwards to each participant the one layer its connection can carry, so a poor prison link
@@ -193,28 +194,4 @@ export class Call extends EventTarget {
       this.pc = null;
     }
   }
-}
-
-/** Sentences for the reason codes a participant can meet. */
-export const REASONS = {
-  window_not_open: 'This consultation is not open yet.',
-  window_closed: 'The time for this consultation has passed.',
-  appointment_cancelled: 'This appointment was cancelled.',
-  appointment_ended: 'This appointment has ended.',
-  link_invalid: 'This link is not valid. Ask the booking team for a new one.',
-  link_expired: 'This link has expired. Ask the booking team for a new one.',
-  link_revoked: 'This link was withdrawn. Ask the booking team for a new one.',
-  link_bound_elsewhere: 'This link was already opened in another browser. Use that browser, or ask for the link to be reissued.',
-  device_revoked: "This room's credential was withdrawn. Ask staff to enrol the room again.",
-  room_not_booked: 'There is no consultation booked for this room now.',
-  room_locked_down: 'The prison is in lockdown, so the consultation cannot take place.',
-  ended_by_clinician: 'The clinician ended the consultation.',
-  terminated: 'Security staff ended this consultation.',
-  already_connected: 'This consultation is already open in another window.',
-  left: 'You left the consultation.',
-  gateway_shutdown: 'The service is restarting. Please wait a moment.',
-};
-
-export function sentence(code, fallback) {
-  return REASONS[code] || fallback || 'Something went wrong.';
 }

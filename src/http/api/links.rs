@@ -11,10 +11,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{Api, ApiJson, ClientIp, Staff, blocking, browser_cookie, no_content, schedule_error};
+use crate::auth::policy::Reason;
 use crate::auth::{digest, new_secret};
 use crate::domain::{AppointmentId, LinkId, ParticipantId};
 use crate::http::error::{ApiError, ErrorBody};
-use crate::schedule::Admission;
+use crate::schedule::{Admission, LinkContext, ScheduleError};
 use crate::store::LinkRecord;
 
 /// Identifies a browser, so that a join link works only from the first browser that used it.
@@ -143,6 +144,8 @@ pub struct AdmissionView {
     /// The name the other participants will see.
     display_name: String,
     appointment: JoinAppointmentView,
+    /// The gateway's clock, so the page can count down to the appointment's times.
+    server_time: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -173,6 +176,7 @@ fn admission_json(admission: &Admission, role: &str, now: jiff::Timestamp) -> Ad
             hard_end: view.window.hard_end.to_string(),
             status: view.effective_status(now).into(),
         },
+        server_time: now.to_string(),
     }
 }
 
@@ -189,7 +193,7 @@ pub struct LinkJoin {
 /// A link holder asks to enter. The first browser to use a link is bound to it; any other
 /// browser gets `link_bound_elsewhere`.
 #[utoipa::path(post, path = "/api/v1/join/link", tag = "schedule", request_body = LinkJoin,
-    responses((status = 200, body = AdmissionView), (status = 403, description = "Refused, with the reason code", body = ErrorBody)))]
+    responses((status = 200, body = AdmissionView), (status = 403, description = "Refused, with the reason code; an authentic link also learns `opens` (for `window_not_open`) or `status_reason` (for a cancellation or lockdown) and `server_time`", body = ErrorBody)))]
 async fn join_with_link(
     State(api): State<Api>,
     ClientIp(ip): ClientIp,
@@ -210,7 +214,14 @@ async fn join_with_link(
         None => None,
     };
     let result = blocking(move || {
-        api.schedule.redeem_link(&body.token, expected, Some(&digest(&browser)), Some(ip), now).map_err(schedule_error)
+        match api.schedule.redeem_link(&body.token, expected, Some(&digest(&browser)), Some(ip), now) {
+            Ok(admission) => Ok(admission),
+            Err(ScheduleError::Denied(reason)) => {
+                let context = api.schedule.link_context(&body.token, now).map_err(schedule_error)?;
+                Err(with_context(schedule_error(ScheduleError::Denied(reason)), reason, context, now))
+            }
+            Err(e) => Err(schedule_error(e)),
+        }
     })
     .await;
     let mut response = match result {
@@ -224,6 +235,23 @@ async fn join_with_link(
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     Ok(response)
+}
+
+/// Adds what the holder of an authentic link may learn about a refusal: `opens` (when joining
+/// opens, RFC 3339) for `window_not_open`, and `status_reason` (the reason given) for a
+/// cancellation, termination or lockdown.
+fn with_context(error: ApiError, reason: Reason, context: Option<LinkContext>, now: jiff::Timestamp) -> ApiError {
+    let Some(context) = context else { return error };
+    let error = error.with_detail("server_time", now.to_string());
+    match reason {
+        Reason::WindowNotOpen => error.with_detail("opens", context.opens.to_string()),
+        Reason::AppointmentCancelled | Reason::AppointmentEnded | Reason::RoomLockedDown => match context.status_reason
+        {
+            Some(why) => error.with_detail("status_reason", why),
+            None => error,
+        },
+        _ => error,
+    }
 }
 
 #[derive(Deserialize, ToSchema)]

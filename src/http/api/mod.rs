@@ -2,7 +2,9 @@
 //! strict JSON bodies, error mapping, and the OpenAPI document generated from the handlers.
 
 pub mod audit;
+pub mod kiosk;
 pub mod links;
+pub mod probe;
 pub mod schedule;
 pub mod session;
 pub mod sessions;
@@ -72,6 +74,8 @@ pub fn router(api: Api) -> (axum::Router, utoipa::openapi::OpenApi) {
         .merge(session::routes())
         .merge(schedule::routes())
         .merge(links::routes())
+        .merge(kiosk::routes())
+        .merge(probe::routes())
         .merge(sessions::routes())
         .merge(audit::routes())
         .with_state(api)

@@ -41,7 +41,7 @@ fn parse_id<T: std::str::FromStr>(what: &str, value: &str) -> Result<T, ApiError
 }
 
 /// A time shown in the room's own time zone, with its offset.
-fn local(t: Timestamp, timezone: &str) -> String {
+pub fn local(t: Timestamp, timezone: &str) -> String {
     match t.in_tz(timezone) {
         Ok(zoned) => zoned.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
         Err(_) => t.to_string(),

@@ -1,0 +1,90 @@
+// The connection check: round-trip time and download bandwidth to the gateway, measured with
+// the gateway's probe endpoint, plotted on a canvas and judged pass or warn.
+
+/** Below these a video call suffers: the check then warns. */
+export const THRESHOLDS = { minMbps: 1.0, maxRttMs: 400 };
+
+async function fetchProbe(credential, bytes) {
+  const started = performance.now();
+  const response = await fetch('/api/v1/probe', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ ...credential, bytes }),
+    cache: 'no-store',
+  });
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    throw Object.assign(new Error(body.message || `HTTP ${response.status}`), { code: body.code });
+  }
+  const data = await response.arrayBuffer();
+  return { ms: performance.now() - started, bytes: data.byteLength };
+}
+
+/**
+ * Measures with `credential` ({device_credential} or {link}) and returns
+ * {rtts: [ms], rates: [Mbit/s], rttMs, mbps, pass}. Calls `onSample` after each sample.
+ */
+export async function measure(credential, onSample = () => {}) {
+  const result = { rtts: [], rates: [], rttMs: null, mbps: null, pass: false };
+  for (let i = 0; i < 5; i += 1) {
+    result.rtts.push((await fetchProbe(credential, 0)).ms);
+    onSample(result);
+  }
+  for (const size of [64 * 1024, 256 * 1024, 512 * 1024, 1024 * 1024]) {
+    const sample = await fetchProbe(credential, size);
+    // The transfer time without one round trip of request overhead.
+    const seconds = Math.max(0.001, (sample.ms - Math.min(...result.rtts)) / 1000);
+    result.rates.push((sample.bytes * 8) / seconds / 1e6);
+    onSample(result);
+  }
+  const sorted = [...result.rtts].sort((a, b) => a - b);
+  result.rttMs = sorted[Math.floor(sorted.length / 2)];
+  // The larger transfers say more about the link than the first, which TCP is still ramping.
+  result.mbps = Math.max(...result.rates.slice(1));
+  result.pass = result.mbps >= THRESHOLDS.minMbps && result.rttMs <= THRESHOLDS.maxRttMs;
+  return result;
+}
+
+/** Draws round-trip times and rates as two bar series on `canvas`. */
+export function plot(canvas, result) {
+  const ctx = canvas.getContext('2d');
+  const { width, height } = canvas;
+  ctx.fillStyle = '#ffffff';
+  ctx.fillRect(0, 0, width, height);
+  ctx.font = '14px system-ui, sans-serif';
+  const half = width / 2;
+  const series = [
+    { values: result.rtts, max: Math.max(THRESHOLDS.maxRttMs, ...result.rtts), limit: THRESHOLDS.maxRttMs, x: 0, label: 'Round trip (ms)', colour: '#1d70b8' },
+    { values: result.rates, max: Math.max(THRESHOLDS.minMbps * 4, ...result.rates), limit: THRESHOLDS.minMbps, x: half, label: 'Download (Mbit/s)', colour: '#00703c' },
+  ];
+  for (const s of series) {
+    ctx.fillStyle = '#0b0c0c';
+    ctx.fillText(s.label, s.x + 8, 18);
+    const top = 28;
+    const bottom = height - 8;
+    const bar = (half - 24) / 9;
+    s.values.forEach((v, i) => {
+      const h = ((bottom - top) * v) / s.max;
+      ctx.fillStyle = s.colour;
+      ctx.fillRect(s.x + 12 + i * (bar + 2), bottom - h, bar, h);
+    });
+    const y = bottom - ((bottom - top) * s.limit) / s.max;
+    ctx.strokeStyle = '#d4351c';
+    ctx.setLineDash([4, 4]);
+    ctx.beginPath();
+    ctx.moveTo(s.x + 8, y);
+    ctx.lineTo(s.x + half - 8, y);
+    ctx.stroke();
+    ctx.setLineDash([]);
+  }
+}
+
+/** A sentence for the result, for people and screen readers. */
+export function describe(result) {
+  const figures = `Download ${result.mbps.toFixed(1)} Mbit/s, round trip ${Math.round(result.rttMs)} ms.`;
+  if (result.pass) return `Connection: good. ${figures}`;
+  const problems = [];
+  if (result.mbps < THRESHOLDS.minMbps) problems.push('the connection is slow');
+  if (result.rttMs > THRESHOLDS.maxRttMs) problems.push('the connection is slow to answer');
+  return `Connection: warning, ${problems.join(' and ')}; the picture may freeze. ${figures}`;
+}

@@ -1,0 +1,62 @@
+// Sentences for every reason and error code a participant can meet, so that nobody ever sees
+// a bare code. Details from the gateway (the opening time, the reason given for a
+// cancellation or lockdown) complete the sentence.
+
+import { formatTime } from './clock.js';
+
+const SENTENCES = {
+  window_not_open: 'This consultation is not open yet.',
+  window_closed: 'The time for this consultation has passed.',
+  appointment_cancelled: 'This appointment was cancelled.',
+  appointment_ended: 'This appointment has ended.',
+  link_invalid: 'This link is not valid. Check that you copied all of it, or ask the booking team for a new one.',
+  link_expired: 'This link has expired. Ask the booking team for a new one.',
+  link_revoked: 'This link was withdrawn. Ask the booking team for a new one.',
+  link_bound_elsewhere: 'This link was already opened in another browser. Use that browser, or ask the booking team to reissue the link.',
+  device_revoked: "This room's credential was withdrawn. Ask staff to enrol the room again.",
+  room_not_booked: 'There is no consultation booked for this room now.',
+  room_locked_down: 'This appointment was cancelled: the prison is in lockdown.',
+  role_forbidden: 'You are not allowed to do that in this consultation.',
+  not_authenticated: 'The gateway did not recognise this device or link.',
+  rate_limited: 'Too many attempts. Wait a minute and try again.',
+  already_connected: 'This consultation is already open in another window or tab. Close it there first.',
+  ended_by_clinician: 'The clinician ended the consultation.',
+  terminated: 'Security staff ended this consultation.',
+  left: 'You left the consultation.',
+  gateway_shutdown: 'The service is restarting. Please wait a moment.',
+  media_failed: 'The video connection could not be set up. Reload the page to try again.',
+  join_timeout: 'Joining took too long. Reload the page to try again.',
+  invalid_json: 'The page sent something the gateway did not understand. Reload the page.',
+  invalid_message: 'The page sent something the gateway did not understand. Reload the page.',
+  unknown_type: 'The page sent something the gateway did not understand. Reload the page.',
+  unsupported_version: 'This page is out of date. Reload it.',
+  too_large: 'The page sent too much at once. Reload the page.',
+  bad_sdp: 'The browser offered video settings the gateway cannot use. Try another browser.',
+  not_joined: 'The page is not connected to the consultation yet. Reload the page.',
+  already_joined: 'This page is already in the consultation.',
+  not_found: 'There is no such consultation.',
+};
+
+/** Every code the pages can put into words. */
+export const CODES = Object.keys(SENTENCES);
+
+/**
+ * The sentence for `code`. `details` may carry `opens` (RFC 3339: when joining opens),
+ * `status_reason` (the reason given for a cancellation or lockdown) and, for an `ended`
+ * message, the gateway's own `message`.
+ */
+export function sentence(code, details = {}) {
+  if (code === 'window_not_open' && details.opens) {
+    return `This link opens at ${formatTime(details.opens)}. Come back then; this page will join by itself.`;
+  }
+  if (code === 'terminated' && details.message) {
+    return details.message.replace(/^Security staff ended this consultation:\s*/, 'Security staff ended this consultation: ');
+  }
+  if (code === 'appointment_cancelled' && details.status_reason) {
+    return `This appointment was cancelled: ${details.status_reason}`;
+  }
+  if (code === 'room_locked_down' && details.status_reason) {
+    return `${SENTENCES.room_locked_down} (${details.status_reason})`;
+  }
+  return SENTENCES[code] || details.message || 'Something went wrong. Reload the page to try again.';
+}
