@@ -359,6 +359,14 @@ fn an_appointment_is_booked_joined_admitted_warned_and_closed_by_its_window() {
 fn security_console<'a>(driver: &'a Driver, desk: &Desk, username: &str) -> Browser<'a> {
     let totp = desk.gw.add_staff(username, "security", PASSWORD, false).expect("security gets TOTP");
     let console = driver.browser();
+    // A wrong code is refused with a sentence.
+    console.goto(&format!("{}/console", base(desk)));
+    console.fill("#username", username);
+    console.fill("#password", PASSWORD);
+    console.fill("#totp", "000000");
+    console.click("#signin-form button[type=submit]");
+    console.wait_text("#signin-error", "The username, password or code is not right", WAIT);
+    console.assert_accessible("the console's sign-in, refused");
     sign_in_with_keyboard(&console, desk, username, &totp);
     console
 }
@@ -441,6 +449,15 @@ fn security_terminates_a_live_session_and_locks_the_room_down() {
     consultant.goto(consultant.run("return location.href;").as_str().unwrap());
     consultant.wait_text("#refused-reason", "This appointment was cancelled: the prison is in lockdown", WAIT);
     consultant.screenshot("consultant-lockdown");
+    console.click("#lockdown-list button");
+    console.wait_text("#lockdown-list", "No lockdown in force", WAIT);
+
+    // The room's credential is revoked: the kiosk asks staff for a new one, and says why.
+    let revoked =
+        desk.gw.staff_request(&desk.scheduler, "DELETE", &format!("/api/v1/rooms/{}/device", desk.room_id()), None);
+    assert_eq!(revoked.status, 204);
+    kiosk.wait_text("#setup-reason", "credential was withdrawn", WAIT);
+    kiosk.screenshot("room-credential-withdrawn");
 }
 
 #[test]
