@@ -447,7 +447,10 @@ fn security_terminates_a_live_session_and_locks_the_room_down() {
     console.assert_accessible("the lockdowns");
     console.screenshot("console-lockdown");
     consultant.goto(consultant.run("return location.href;").as_str().unwrap());
-    consultant.wait_text("#refused-reason", "This appointment was cancelled: the prison is in lockdown", WAIT);
+    let shown =
+        consultant.wait_text("#refused-reason", "This appointment was cancelled: the prison is in lockdown", WAIT);
+    // The lockdown's own reason, not the earlier termination's.
+    assert!(shown.ends_with("Reason given: the prison is in lockdown"), "{shown}");
     consultant.screenshot("consultant-lockdown");
     console.click("#lockdown-list button");
     console.wait_text("#lockdown-list", "No lockdown in force", WAIT);

@@ -46,9 +46,8 @@ function banner(text, kind = 'info') {
 }
 
 function refuse(code, details) {
-  const text = sentence(code, details);
-  $('refused-reason').textContent = text;
-  say(text);
+  $('refused-reason').textContent = sentence(code, details);
+  say('');
   show('refused');
   stopMedia();
   // An early link is tried again when it opens.
