@@ -258,6 +258,8 @@ fn an_appointment_is_booked_joined_admitted_warned_and_closed_by_its_window() {
     kiosk.wait_text("#check-verdict", "Pass", WAIT);
     assert!(kiosk.text("#connection-result").contains("Mbit/s"), "{}", kiosk.text("#connection-result"));
     assert!(kiosk.text("#camera-result").contains("working"));
+    kiosk.click("#speaker-test");
+    kiosk.wait_text("#speaker-result", "a chime was played", WAIT);
     kiosk.assert_accessible("the kiosk's waiting screen");
     kiosk.screenshot("room-waiting");
     assert_reflows_at_200_percent(&kiosk, "the kiosk's waiting screen", "room-waiting-200-percent");
@@ -282,6 +284,19 @@ fn an_appointment_is_booked_joined_admitted_warned_and_closed_by_its_window() {
 
     // The consultant passes the device check, sees the room arrive and admits it.
     through_device_check(&consultant, &link_url);
+    // Choosing a camera and a microphone opens them again, and the preview goes on.
+    let cameras =
+        consultant.run("return [...document.querySelectorAll('#camera-select option')].map((o) => o.textContent);");
+    assert!(!cameras.as_array().unwrap().is_empty(), "no camera to choose: {cameras}");
+    consultant.run(
+        "const s = document.getElementById('microphone-select'); s.dispatchEvent(new Event('change')); return true;",
+    );
+    consultant.wait_for(
+        "the devices to reopen",
+        "return !!localStorage.getItem('gatehouse.consultant.devices') && document.getElementById('preview').srcObject.getVideoTracks()[0].readyState === 'live';",
+        WAIT,
+    );
+    assert_video_plays(&consultant, "#preview");
     consultant.assert_accessible("the consultant's device check");
     consultant.screenshot("consultant-device-check");
     assert_reflows_at_200_percent(&consultant, "the consultant's device check", "consultant-device-check-200-percent");
