@@ -469,6 +469,13 @@ fn security_terminates_a_live_session_and_locks_the_room_down() {
     consultant.screenshot("consultant-lockdown");
     console.click("#lockdown-list button");
     console.wait_text("#lockdown-list", "No lockdown in force", WAIT);
+    // A whole site, likewise.
+    console.fill("#lockdown-scope", "site");
+    console.fill("#lockdown-reason", "a search of the whole prison");
+    console.click("#lockdown-form button[type=submit]");
+    console.wait_text("#lockdown-list", "all of HMP Test", WAIT);
+    console.click("#lockdown-list button");
+    console.wait_text("#lockdown-list", "No lockdown in force", WAIT);
 
     // The room's credential is revoked: the kiosk asks staff for a new one, and says why.
     let revoked =
