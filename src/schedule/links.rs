@@ -289,7 +289,11 @@ impl Schedule {
             Err(ScheduleError::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e),
         };
-        Ok(Some(LinkContext { opens: view.window.opens, status_reason: view.status_reason().map(str::to_owned) }))
+        Ok(Some(LinkContext {
+            opens: view.window.opens,
+            status_reason: view.status_reason().map(str::to_owned),
+            lockdown_reason: view.lockdown.map(|l| l.reason),
+        }))
     }
 
     fn room_admission(&self, caller: &Caller, room: RoomId, now: Timestamp) -> Result<Admission, ScheduleError> {
@@ -324,5 +328,8 @@ impl Schedule {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkContext {
     pub opens: Timestamp,
+    /// The reason given for a cancellation or termination, or the lockdown's.
     pub status_reason: Option<String>,
+    /// The reason given for a lockdown covering the room, if one does.
+    pub lockdown_reason: Option<String>,
 }

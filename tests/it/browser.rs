@@ -292,6 +292,8 @@ fn an_appointment_is_booked_joined_admitted_warned_and_closed_by_its_window() {
     kiosk.wait_text("#check-verdict", "Pass", WAIT);
     assert!(kiosk.text("#connection-result").contains("Mbit/s"), "{}", kiosk.text("#connection-result"));
     assert!(kiosk.text("#camera-result").contains("working"));
+    kiosk.click("#speaker-test");
+    kiosk.wait_text("#speaker-result", "a chime was played", WAIT);
     kiosk.assert_accessible("the kiosk's waiting screen");
     kiosk.screenshot("room-waiting");
     assert_reflows_at_200_percent(&kiosk, "the kiosk's waiting screen", "room-waiting-200-percent");
@@ -316,6 +318,19 @@ fn an_appointment_is_booked_joined_admitted_warned_and_closed_by_its_window() {
 
     // The consultant passes the device check, sees the room arrive and admits it.
     through_device_check(&consultant, &link_url);
+    // Choosing a camera and a microphone opens them again, and the preview goes on.
+    let cameras =
+        consultant.run("return [...document.querySelectorAll('#camera-select option')].map((o) => o.textContent);");
+    assert!(!cameras.as_array().unwrap().is_empty(), "no camera to choose: {cameras}");
+    consultant.run(
+        "const s = document.getElementById('microphone-select'); s.dispatchEvent(new Event('change')); return true;",
+    );
+    consultant.wait_for(
+        "the devices to reopen",
+        "return !!localStorage.getItem('gatehouse.consultant.devices') && document.getElementById('preview').srcObject.getVideoTracks()[0].readyState === 'live';",
+        WAIT,
+    );
+    assert_video_plays(&consultant, "#preview");
     consultant.assert_accessible("the consultant's device check");
     consultant.screenshot("consultant-device-check");
     assert_reflows_at_200_percent(&consultant, "the consultant's device check", "consultant-device-check-200-percent");
@@ -393,6 +408,14 @@ fn an_appointment_is_booked_joined_admitted_warned_and_closed_by_its_window() {
 fn security_console<'a>(driver: &'a Driver, desk: &Desk, username: &str) -> Browser<'a> {
     let totp = desk.gw.add_staff(username, "security", PASSWORD, false).expect("security gets TOTP");
     let console = driver.browser();
+    // A wrong code is refused with a sentence.
+    console.goto(&format!("{}/console", base(desk)));
+    console.fill("#username", username);
+    console.fill("#password", PASSWORD);
+    console.fill("#totp", "000000");
+    console.click("#signin-form button[type=submit]");
+    console.wait_text("#signin-error", "The username, password or code is not right", WAIT);
+    console.assert_accessible("the console's sign-in, refused");
     sign_in_with_keyboard(&console, desk, username, &totp);
     console
 }
@@ -474,8 +497,27 @@ fn security_terminates_a_live_session_and_locks_the_room_down() {
     console.assert_accessible("the lockdowns");
     console.screenshot("console-lockdown");
     consultant.goto(consultant.run("return location.href;").as_str().unwrap());
-    consultant.wait_text("#refused-reason", "This appointment was cancelled: the prison is in lockdown", WAIT);
+    let shown =
+        consultant.wait_text("#refused-reason", "This appointment was cancelled: the prison is in lockdown", WAIT);
+    // The lockdown's own reason, not the earlier termination's.
+    assert!(shown.ends_with("Reason given: the prison is in lockdown"), "{shown}");
     consultant.screenshot("consultant-lockdown");
+    console.click("#lockdown-list button");
+    console.wait_text("#lockdown-list", "No lockdown in force", WAIT);
+    // A whole site, likewise.
+    console.fill("#lockdown-scope", "site");
+    console.fill("#lockdown-reason", "a search of the whole prison");
+    console.click("#lockdown-form button[type=submit]");
+    console.wait_text("#lockdown-list", "all of HMP Test", WAIT);
+    console.click("#lockdown-list button");
+    console.wait_text("#lockdown-list", "No lockdown in force", WAIT);
+
+    // The room's credential is revoked: the kiosk asks staff for a new one, and says why.
+    let revoked =
+        desk.gw.staff_request(&desk.scheduler, "DELETE", &format!("/api/v1/rooms/{}/device", desk.room_id()), None);
+    assert_eq!(revoked.status, 204);
+    kiosk.wait_text("#setup-reason", "credential was withdrawn", WAIT);
+    kiosk.screenshot("room-credential-withdrawn");
 }
 
 #[test]

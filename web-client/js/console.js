@@ -18,6 +18,8 @@ const TABS_BY_ROLE = {
   admin: ['rooms', 'day'],
 };
 
+const SIGNED_OUT = 'You have signed out.';
+
 const state = { csrf: null, staff: null, rooms: [], tab: null, liveTimer: null, audit: { pages: [], next: null }, appointment: null };
 
 class ApiFailure extends Error {
@@ -116,6 +118,7 @@ function signedOut(message) {
   for (const tab of Object.keys(TABS)) $(`tab-${tab}`).hidden = true;
   for (const dialog of document.querySelectorAll('dialog[open]')) dialog.close();
   $('signin-error').textContent = message || '';
+  $('signin-error').className = message === SIGNED_OUT ? 'success-text' : 'error-text';
   $('username').focus();
 }
 
@@ -138,7 +141,7 @@ $('signin-form').addEventListener('submit', async (event) => {
 
 $('sign-out').addEventListener('click', async () => {
   try { await api('DELETE', '/api/v1/session'); } catch { /* signed out either way */ }
-  signedOut('You have signed out.');
+  signedOut(SIGNED_OUT);
 });
 
 function openTab(tab) {

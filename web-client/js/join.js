@@ -46,9 +46,8 @@ function banner(text, kind = 'info') {
 }
 
 function refuse(code, details) {
-  const text = sentence(code, details);
-  $('refused-reason').textContent = text;
-  say(text);
+  $('refused-reason').textContent = sentence(code, details);
+  say('');
   show('refused');
   stopMedia();
   // An early link is tried again when it opens.
@@ -231,6 +230,8 @@ call.addEventListener('participants', (e) => {
   } else if (room.state === 'waiting') {
     arrival.dataset.arrived = 'true';
     arrival.textContent = `${room.display_name} has arrived and is waiting.`;
+    // Seen in the tab's title too, for a consultant working in another window meanwhile.
+    document.title = `${room.display_name} is waiting: Gatehouse`;
   } else if (room.state === 'away') {
     arrival.dataset.arrived = 'false';
     arrival.textContent = `${room.display_name} lost its connection and is reconnecting.`;
@@ -239,6 +240,7 @@ call.addEventListener('participants', (e) => {
     arrival.textContent = `${room.display_name} is in the consultation.`;
   }
   const inCall = others.some((p) => p.state === 'admitted') && page.role === 'clinician';
+  if (inCall && page.admission) document.title = `Consultation with ${page.admission.appointment.room_name}: Gatehouse`;
   if (inCall && page.phase !== 'in-call') {
     say(`In the consultation with ${room ? room.display_name : 'the room'}.`);
     show('in-call');

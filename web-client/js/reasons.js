@@ -61,7 +61,7 @@ export function sentence(code, details = {}) {
     return `This appointment was cancelled: ${details.status_reason}`;
   }
   if (code === 'room_locked_down' && details.status_reason) {
-    return `${SENTENCES.room_locked_down} (${details.status_reason})`;
+    return `${SENTENCES.room_locked_down} Reason given: ${details.status_reason}`;
   }
   return SENTENCES[code] || details.message || 'Something went wrong. Reload the page to try again.';
 }

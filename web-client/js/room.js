@@ -263,7 +263,8 @@ function stopQuality() {
 
 function ended(detail) {
   stopQuality();
-  if (kiosk.appointmentId) kiosk.finished.add(kiosk.appointmentId);
+  // The appointment is over for good, unless the gateway only restarted: then it rejoins.
+  if (kiosk.appointmentId && detail.reason !== 'gateway_shutdown') kiosk.finished.add(kiosk.appointmentId);
   kiosk.admittedAt = null;
   kiosk.remote.clear();
   banner('');

@@ -243,14 +243,15 @@ async fn join_with_link(
 fn with_context(error: ApiError, reason: Reason, context: Option<LinkContext>, now: jiff::Timestamp) -> ApiError {
     let Some(context) = context else { return error };
     let error = error.with_detail("server_time", now.to_string());
-    match reason {
-        Reason::WindowNotOpen => error.with_detail("opens", context.opens.to_string()),
-        Reason::AppointmentCancelled | Reason::AppointmentEnded | Reason::RoomLockedDown => match context.status_reason
-        {
-            Some(why) => error.with_detail("status_reason", why),
-            None => error,
-        },
-        _ => error,
+    let why = match reason {
+        Reason::WindowNotOpen => return error.with_detail("opens", context.opens.to_string()),
+        Reason::RoomLockedDown => context.lockdown_reason,
+        Reason::AppointmentCancelled | Reason::AppointmentEnded => context.status_reason,
+        _ => None,
+    };
+    match why {
+        Some(why) => error.with_detail("status_reason", why),
+        None => error,
     }
 }
 
