@@ -113,7 +113,8 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> a
                 .context("cannot load the join-link keys")?,
         )
     };
-    let schedule = Schedule::new(store.clone(), audit.clone(), config.windows, links);
+    let schedule =
+        Schedule::new(store.clone(), audit.clone(), config.windows, links).with_join_limit(config.join_limit);
     let staff = StaffAccounts::new(store.clone(), audit.clone());
     let clock = crate::clock::system();
     let demo = if config.demo {

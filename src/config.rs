@@ -237,6 +237,14 @@ pub struct ServeSettings {
     /// Log filter in tracing's EnvFilter syntax, e.g. "info" or "gatehouse=debug" [default: info].
     #[arg(long, env = "GATEHOUSE_LOG", value_name = "FILTER")]
     pub log: Option<String>,
+    /// Join attempts one source address may make at once before it is limited, e.g. a ward of
+    /// kiosks behind one address reconnecting together [default: 30].
+    #[arg(long, env = "GATEHOUSE_JOIN_BURST", value_name = "COUNT")]
+    pub join_burst: Option<u32>,
+    /// Once an address has used its burst, how long until it may make one more join attempt,
+    /// e.g. "2s" [default: 2s].
+    #[arg(long, env = "GATEHOUSE_JOIN_REFILL", value_name = "DURATION")]
+    pub join_refill: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -264,6 +272,8 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
     pub log: String,
     pub windows: crate::schedule::WindowSettings,
+    /// How many join attempts one source address may make.
+    pub join_limit: crate::schedule::JoinLimit,
     /// The UDP address media is served on.
     pub media_listen: SocketAddr,
     /// Where ICE-TCP media is served.
@@ -332,6 +342,21 @@ impl ServeConfig {
             early_join: duration("--early-join", s.early_join.or(file.early_join))?.unwrap_or(defaults.early_join),
             overrun: duration("--overrun", s.overrun.or(file.overrun))?.unwrap_or(defaults.overrun),
         };
+        let join_defaults = crate::schedule::JoinLimit::default();
+        let join_limit = crate::schedule::JoinLimit {
+            burst: match s.join_burst.or(file.join_burst) {
+                Some(0) => return Err(ConfigError::new("--join-burst", "must be at least 1")),
+                Some(burst) => burst,
+                None => join_defaults.burst,
+            },
+            refill: match duration("--join-refill", s.join_refill.or(file.join_refill))? {
+                Some(refill) if refill.is_zero() => {
+                    return Err(ConfigError::new("--join-refill", "must be longer than 0s"));
+                }
+                Some(refill) => refill,
+                None => join_defaults.refill,
+            },
+        };
         let media_listen = SocketAddr::new(listen.ip(), s.media_port.or(file.media_port).unwrap_or(DEFAULT_MEDIA_PORT));
         let public_ips = if s.public_ips.is_empty() { file.public_ips } else { s.public_ips };
         let ice_tcp = match s.media_tcp_port.or(file.media_tcp_port).as_deref() {
@@ -352,6 +377,7 @@ impl ServeConfig {
             media_listen,
             public_ips,
             windows,
+            join_limit,
             demo: args.demo,
             listen,
             admin_listen,
@@ -494,6 +520,16 @@ mod tests {
         assert_eq!(own.ice_tcp, IceTcpSetting::OwnPort("10.0.0.5:8444".parse().unwrap()));
         let e = parse(&["--media-tcp-port", "https"]).unwrap_err();
         assert_eq!(e.setting, "--media-tcp-port");
+    }
+
+    #[test]
+    fn join_limit_defaults_and_refuses_what_would_lock_everyone_out() {
+        let defaults = parse(&[]).unwrap().join_limit;
+        assert_eq!((defaults.burst, defaults.refill), (30, jiff::SignedDuration::from_secs(2)));
+        let set = parse(&["--join-burst", "500", "--join-refill", "10ms"]).unwrap().join_limit;
+        assert_eq!((set.burst, set.refill), (500, jiff::SignedDuration::from_millis(10)));
+        assert_eq!(parse(&["--join-burst", "0"]).unwrap_err().setting, "--join-burst");
+        assert_eq!(parse(&["--join-refill", "0s"]).unwrap_err().setting, "--join-refill");
     }
 
     #[test]

@@ -38,6 +38,22 @@ impl Default for WindowSettings {
     }
 }
 
+/// How many join attempts one source address may make: `burst` at once, then one every
+/// `refill`. From the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinLimit {
+    pub burst: u32,
+    pub refill: SignedDuration,
+}
+
+impl Default for JoinLimit {
+    /// A burst of 30 (a ward of kiosks behind one address reconnecting together), then one
+    /// every two seconds.
+    fn default() -> Self {
+        Self { burst: 30, refill: SignedDuration::from_secs(2) }
+    }
+}
+
 /// Something that changed which may end live connections: the session layer re-asks the
 /// policy for everyone it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +181,12 @@ impl Schedule {
     pub fn new(store: Arc<dyn Store>, audit: AuditLog, settings: WindowSettings, links: Arc<LinkKeys>) -> Self {
         let (changes, _) = broadcast::channel(256);
         Self { store, audit, settings, changes, links, throttle: Arc::default() }
+    }
+
+    /// The same service with `limit` on join attempts per source address instead of the default.
+    pub fn with_join_limit(mut self, limit: JoinLimit) -> Self {
+        self.throttle = Arc::new(throttle::DoorThrottle::new(limit));
+        self
     }
 
     pub fn settings(&self) -> WindowSettings {

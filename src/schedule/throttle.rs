@@ -10,16 +10,13 @@ use std::sync::Mutex;
 use jiff::{SignedDuration, Timestamp};
 use tokio_util::sync::CancellationToken;
 
-use super::{Schedule, ScheduleError};
+use super::{JoinLimit, Schedule, ScheduleError};
 use crate::audit::{Details, EventKind, Object};
 use crate::auth::Caller;
 use crate::auth::policy::{self, Action, Credential, Decision, Principal, Reason, Request};
 use crate::clock::Clock;
 use crate::rate::{Rate, TokenBucket};
 
-/// Join attempts per address: a burst of 30 (a ward of kiosks behind one address reconnecting
-/// together), then one every two seconds.
-const ATTEMPTS: Rate = Rate { per_second: 0.5, burst: 30.0 };
 /// At most one record of refused attempts per address per this long.
 pub const SUMMARY_INTERVAL: SignedDuration = SignedDuration::from_secs(60);
 /// The most addresses tracked at once; a flood from more than this many addresses is refused
@@ -54,14 +51,29 @@ struct Source {
 }
 
 /// The per-address limiter. A std mutex: held only for a map lookup.
-#[derive(Default)]
 pub struct DoorThrottle {
+    /// Join attempts allowed per address.
+    attempts: Rate,
     sources: Mutex<HashMap<IpAddr, Source>>,
     /// Refusals from addresses that could not be tracked, for the next summary.
     untracked: std::sync::atomic::AtomicU64,
 }
 
+impl Default for DoorThrottle {
+    fn default() -> Self {
+        Self::new(JoinLimit::default())
+    }
+}
+
 impl DoorThrottle {
+    pub fn new(limit: JoinLimit) -> Self {
+        Self {
+            attempts: Rate::every(limit.refill, limit.burst),
+            sources: Mutex::default(),
+            untracked: Default::default(),
+        }
+    }
+
     pub fn attempt(&self, ip: IpAddr, now: Timestamp) -> Verdict {
         let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
         if sources.len() >= MAX_SOURCES && !sources.contains_key(&ip) {
@@ -74,7 +86,7 @@ impl DoorThrottle {
             }
         }
         let source = sources.entry(ip).or_insert_with(|| Source {
-            bucket: TokenBucket::new(ATTEMPTS, now),
+            bucket: TokenBucket::new(self.attempts, now),
             unrecorded: 0,
             recorded_at: None,
         });

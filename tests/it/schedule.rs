@@ -20,7 +20,13 @@ pub struct Desk {
 
 impl Desk {
     pub fn new() -> Self {
-        let (gw, dir) = Gateway::start();
+        Self::with_settings(&[])
+    }
+
+    /// A desk on a gateway started with the extra `serve` flags `settings`.
+    pub fn with_settings(settings: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let gw = Gateway::start_in(dir.path(), settings);
         gw.add_staff("sched", "scheduler", PASSWORD, false);
         let security_totp = gw.add_staff("officer", "security", PASSWORD, false).expect("security gets TOTP");
         let scheduler = gw.sign_in("sched", PASSWORD, None);

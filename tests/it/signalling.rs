@@ -992,6 +992,24 @@ fn offers_have_their_own_low_rate_limit() {
 }
 
 #[test]
+fn the_join_limit_per_address_is_a_setting() {
+    let desk = Desk::with_settings(&["--join-burst", "3", "--join-refill", "1h"]);
+    desk.booked(-5, 25);
+    for _ in 0..3 {
+        assert_eq!(desk.join_room("ghr_made-up").status, 401);
+    }
+    let limited = desk.join_room("ghr_made-up");
+    assert_status(&limited, 429);
+    assert_eq!(limited.json()["code"], "rate_limited");
+    // The room's real credential from the same address is refused too, over the WebSocket.
+    let mut ws = Ws::connect(&desk, Ipv4Addr::LOCALHOST, None);
+    ws.send(join_device(&desk.kiosk));
+    ws.expect_error("rate_limited");
+    assert_eq!(ws.expect_close(), Some(4401));
+    assert_eq!(desk.refusals("access.denied", "rate_limited").len(), 1);
+}
+
+#[test]
 fn join_attempts_are_limited_per_address_and_their_refusals_summarised_in_the_audit() {
     let desk = Desk::new();
     desk.booked(-5, 25);
