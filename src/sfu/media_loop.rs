@@ -35,6 +35,10 @@ use super::participant::{Effect, Ending, Participant};
 /// The longest the loop sleeps with nothing scheduled, so a stalled deadline cannot wedge it.
 const MAX_IDLE: Duration = Duration::from_millis(500);
 
+/// The most datagrams handled per wake-up before the loop looks at its commands, timers and
+/// ICE-TCP again; a batch is a few hundred microseconds of work.
+const RECV_BATCH: usize = 64;
+
 /// Big enough for any datagram on a 1500-byte path, with room for jumbo loopback tests.
 const RECV_BUFFER_BYTES: usize = 2048;
 
@@ -49,10 +53,18 @@ pub(crate) struct MediaLoop {
     /// transmit's destination. The TCP tasks own the sockets; the loop only holds their queues.
     tcp_conns: HashMap<SocketAddr, TcpConn>,
     participants: HashMap<ParticipantKey, Participant>,
+    /// Which participant each remote address belongs to, learnt once that participant's str0m
+    /// accepted a packet from it: a packet then finds its owner with one `accepts` call rather
+    /// than one per participant. Only accepted addresses are learnt, and a participant's are
+    /// forgotten when it leaves, so the map is bounded by the participants' own paths.
+    owners: HashMap<(Protocol, SocketAddr), ParticipantKey>,
     /// Source of the opaque stream labels handed to participants.
     next_label: u64,
     /// Participants with work since they were last driven.
     dirty: Vec<ParticipantKey>,
+    /// The participants being driven or fanned out to right now: kept between turns so the
+    /// per-packet path allocates nothing of its own.
+    scratch: Vec<ParticipantKey>,
     /// Effects waiting to be routed, in the order they happened.
     effects: VecDeque<Effect>,
     /// Datagrams waiting for the socket or an ICE-TCP connection.
@@ -73,8 +85,10 @@ impl MediaLoop {
             advertised,
             tcp_conns: HashMap::new(),
             participants: HashMap::new(),
+            owners: HashMap::new(),
             next_label: 0,
             dirty: Vec::new(),
+            scratch: Vec::new(),
             effects: VecDeque::new(),
             outbox: Vec::new(),
             subscribers: Vec::new(),
@@ -124,6 +138,7 @@ impl MediaLoop {
                 Woken::Command(command) => self.handle_command(command),
                 Woken::Datagram(len, source) => {
                     self.handle_datagram(Protocol::Udp, &buf[..len], source);
+                    self.receive_ready(&socket, &mut buf);
                 }
                 Woken::Tcp(event) => self.handle_tcp_event(event),
                 Woken::Timeout => {}
@@ -135,6 +150,25 @@ impl MediaLoop {
             participant.disconnect();
         }
         info!("media loop stopped");
+    }
+
+    /// Handles the datagrams already waiting in the socket, up to a batch, settling after
+    /// each, so that a busy socket costs one wake-up, one scan for due deadlines and one flush
+    /// per batch rather than per datagram.
+    fn receive_ready(&mut self, socket: &UdpSocket, buf: &mut [u8]) {
+        for _ in 1..RECV_BATCH {
+            match socket.try_recv_from(buf) {
+                Ok((len, source)) => {
+                    self.handle_datagram(Protocol::Udp, &buf[..len], source);
+                    self.settle();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    debug!(error = %e, "media socket receive failed");
+                    return;
+                }
+            }
+        }
     }
 
     /// When the loop must next run even if nothing arrives.
@@ -166,6 +200,7 @@ impl MediaLoop {
                     Some(mut removed) => {
                         // Best effort: a panic while disconnecting a leaving participant is moot.
                         let _ = catch_unwind(AssertUnwindSafe(|| removed.disconnect()));
+                        self.forget_addresses_of(participant);
                         self.close_tcp_of(participant);
                         self.publisher_left(removed.session, participant);
                         Ok(())
@@ -337,15 +372,23 @@ impl MediaLoop {
             return None;
         };
         let mut input = Input::Receive(self.now, receive);
-        let owner = self.participants.values().find(|p| {
-            // `accepts` only reads state, but it runs on untrusted input: a panic there counts
-            // as "not this participant" and the participant's own handling will meet it again.
-            catch_unwind(AssertUnwindSafe(|| p.accepts(&input))).unwrap_or(false)
-        });
-        let Some(owner) = owner else {
-            // Common for the first STUN packets of a client whose offer is still in flight.
-            debug!(?proto, "no participant accepts a datagram");
-            return None;
+        // `accepts` only reads state, but it runs on untrusted input: a panic there counts as
+        // "not this participant" and the participant's own handling will meet it again.
+        let accepts = |p: &Participant| catch_unwind(AssertUnwindSafe(|| p.accepts(&input))).unwrap_or(false);
+        // The participant last seen on this path, if it still takes the packet (a client that
+        // reconnects from the same address is a new participant); otherwise ask them all.
+        let known = self.owners.get(&(proto, source)).and_then(|key| self.participants.get(key)).filter(|p| accepts(p));
+        let owner = match known {
+            Some(owner) => owner,
+            None => {
+                let Some(owner) = self.participants.values().find(|p| accepts(p)) else {
+                    // Common for the first STUN packets of a client whose offer is still in flight.
+                    debug!(?proto, "no participant accepts a datagram");
+                    return None;
+                };
+                self.owners.insert((proto, source), owner.key);
+                owner
+            }
         };
         // str0m matches STUN requests against the participant's candidates, so the destination
         // is the address its candidate advertised (the public one behind a 1:1 NAT, or the one
@@ -374,13 +417,15 @@ impl MediaLoop {
             if self.dirty.is_empty() {
                 return;
             }
-            let mut dirty = std::mem::take(&mut self.dirty);
-            dirty.sort_unstable();
-            dirty.dedup();
+            let mut driving = std::mem::take(&mut self.scratch);
+            std::mem::swap(&mut driving, &mut self.dirty);
+            driving.sort_unstable();
+            driving.dedup();
             let now = self.now;
-            for key in dirty {
+            for key in driving.drain(..) {
                 self.guarded(key, |p| p.drive(now));
             }
+            self.scratch = driving;
         }
     }
 
@@ -395,10 +440,12 @@ impl MediaLoop {
                     // Subscriptions are made when the publisher is admitted.
                     return;
                 }
-                for subscriber in self.forwarding_peers(source.publisher) {
+                let subscribers = self.forwarding_peers(source.publisher);
+                for &subscriber in &subscribers {
                     self.guarded(subscriber, |p| p.subscribe(source, kind, &label));
                     self.dirty.push(subscriber);
                 }
+                self.scratch = subscribers;
             }
             Effect::TrackUnpublished { source } => {
                 let Some(session) = self.participants.get(&source.publisher).map(|p| p.session) else {
@@ -420,10 +467,12 @@ impl MediaLoop {
                     return;
                 }
                 let now = self.now;
-                for subscriber in self.forwarding_peers(publisher) {
+                let subscribers = self.forwarding_peers(publisher);
+                for &subscriber in &subscribers {
                     self.guarded(subscriber, |p| p.write_media(publisher, &data, now));
                     self.dirty.push(subscriber);
                 }
+                self.scratch = subscribers;
             }
             Effect::KeyframeWanted { source, rid, kind } => {
                 let now = self.now;
@@ -434,18 +483,20 @@ impl MediaLoop {
     }
 
     /// The other admitted participants of `key`'s session; empty unless `key` is admitted.
-    fn forwarding_peers(&self, key: ParticipantKey) -> Vec<ParticipantKey> {
-        let Some(me) = self.participants.get(&key) else {
-            return Vec::new();
-        };
-        if !me.forwarding {
-            return Vec::new();
+    /// Gathered in the scratch list, which the caller puts back when done with it.
+    fn forwarding_peers(&mut self, key: ParticipantKey) -> Vec<ParticipantKey> {
+        let mut peers = std::mem::take(&mut self.scratch);
+        peers.clear();
+        if let Some(me) = self.participants.get(&key).filter(|me| me.forwarding) {
+            let session = me.session;
+            peers.extend(
+                self.participants
+                    .values()
+                    .filter(|p| p.key != key && p.session == session && p.forwarding && p.ending.is_none())
+                    .map(|p| p.key),
+            );
         }
-        self.participants
-            .values()
-            .filter(|p| p.key != key && p.session == me.session && p.forwarding && p.ending.is_none())
-            .map(|p| p.key)
-            .collect()
+        peers
     }
 
     /// Runs `work` on one participant under `catch_unwind` and collects what it produced.
@@ -497,8 +548,13 @@ impl MediaLoop {
         };
         // Queue, don't emit: events already queued for this participant must come first.
         self.effects.push_back(Effect::Event(event));
+        self.forget_addresses_of(key);
         self.close_tcp_of(key);
         self.publisher_left(removed.session, key);
+    }
+
+    fn forget_addresses_of(&mut self, key: ParticipantKey) {
+        self.owners.retain(|_, owner| *owner != key);
     }
 
     /// Closes the ICE-TCP connections a departed participant validated: dropping the write

@@ -15,6 +15,7 @@
 //! - `participant.rs`: one peer connection, its tracks and its renegotiation.
 //! - `simulcast.rs`: which layer of a simulcast source each subscriber gets.
 //! - `keyframe.rs`: the keyframe-request throttle, per stream (per layer in simulcast).
+//! - `sans_io.rs` (only with the `bench` feature): the loop driven by hand, for benchmarks.
 //! - `handle.rs`: the command handle; `config.rs`, `event.rs`, `error.rs`, `ids.rs`: the API.
 //!
 //! Forwarding uses str0m's frame API (`Event::MediaData` in, `Writer::write` out) rather than
@@ -49,6 +50,9 @@ mod ids;
 mod keyframe;
 mod media_loop;
 mod participant;
+#[cfg(feature = "bench")]
+#[doc(hidden)]
+pub mod sans_io;
 mod simulcast;
 
 #[cfg(test)]
