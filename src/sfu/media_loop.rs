@@ -31,6 +31,7 @@ use super::handle::{ClientOffer, Command};
 use super::ice_tcp::{self, ConnId, TcpEvent};
 use super::ids::{ParticipantKey, SessionKey};
 use super::participant::{Effect, Ending, Participant};
+use super::udp_batch;
 
 /// The longest the loop sleeps with nothing scheduled, so a stalled deadline cannot wedge it.
 const MAX_IDLE: Duration = Duration::from_millis(500);
@@ -614,32 +615,15 @@ async fn next_tcp_event(tcp: &mut Option<mpsc::Receiver<TcpEvent>>) -> Option<Tc
 /// is dropped, as UDP would drop it anyway; NACK and RTX repair media, and STUN and DTLS
 /// retransmit.
 async fn flush(socket: &UdpSocket, tcp: &HashMap<SocketAddr, TcpConn>, outbox: &mut Vec<Transmit>) {
-    for transmit in outbox.drain(..) {
+    for transmit in outbox.extract_if(.., |t| t.proto != Protocol::Udp) {
         match transmit.proto {
-            Protocol::Udp => send_udp(socket, transmit.destination, &transmit.contents).await,
             Protocol::Tcp => send_tcp(tcp, transmit.destination, transmit.contents),
             // The gateway offers no such candidate, so str0m has no pair that uses one.
-            Protocol::SslTcp | Protocol::Tls => debug!("datagram for an unserved transport dropped"),
+            _ => debug!("datagram for an unserved transport dropped"),
         }
     }
-}
-
-async fn send_udp(socket: &UdpSocket, destination: SocketAddr, datagram: &[u8]) {
-    loop {
-        match socket.try_send_to(datagram, destination) {
-            Ok(_) => return,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if let Err(e) = socket.writable().await {
-                    debug!(error = %e, "media socket not writable");
-                    return;
-                }
-            }
-            Err(e) => {
-                debug!(error = %e, "media datagram not sent");
-                return;
-            }
-        }
-    }
+    udp_batch::send_all(socket, outbox).await;
+    outbox.clear();
 }
 
 /// Queues a packet on the client's own ICE-TCP connection. The gateway never dials: with no
