@@ -201,29 +201,20 @@ impl Participant {
         }
     }
 
-    /// Drains str0m's output until it asks for a timeout still to come, handing it the
-    /// timeout once if the time it asked for has come.
-    ///
-    /// A timeout is handled only when due, as str0m's API intends: after a datagram or a
-    /// written frame the output is ready without one, and handling a timeout walks every
-    /// stream, the estimator and ICE, which per forwarded packet costs more than the rest.
+    /// Advances str0m to `now` and drains its output until it asks for a timeout.
     pub(crate) fn drive(&mut self, now: Instant) {
         if self.ending.is_some() {
             return;
         }
         self.release_deferred_keyframe_requests(now);
         self.negotiate_if_needed();
-        let mut timeout_handled = false;
+        self.handle_input(Input::Timeout(now));
         while self.ending.is_none() {
             if !self.rtc.is_alive() {
                 self.end(Ending::Disconnected(DisconnectReason::Closed));
                 return;
             }
             match self.rtc.poll_output() {
-                Ok(Output::Timeout(t)) if t <= now && !timeout_handled => {
-                    self.handle_input(Input::Timeout(now));
-                    timeout_handled = true;
-                }
                 Ok(Output::Timeout(t)) => {
                     let throttle_deadline = self.tracks_in.iter().filter_map(|t| t.throttles.deadline()).min();
                     self.deadline = throttle_deadline.map_or(t, |d| d.min(t));
