@@ -23,6 +23,10 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 
 const GATEWAY: &str = "192.0.2.1:8443";
 const SUBSCRIBERS: [usize; 3] = [1, 3, 10];
+/// How long the pacer may hold a packet before the sample counts as lost.
+const PACER_PATIENCE: Duration = Duration::from_millis(250);
+/// Other consultations on the gateway in the busy case.
+const BYSTANDERS: usize = 100;
 
 /// What the publisher sends, as the load tool does: Opus-sized audio at 50 packets/s and
 /// 1000-byte one-packet VP8 frames at 187.5/s (1.5 Mbit/s).
@@ -75,22 +79,26 @@ struct Call {
 }
 
 impl Call {
-    fn new(subscribers: usize, stream: Stream) -> Call {
+    /// A publisher and `subscribers` in one session, beside `bystanders` other connected
+    /// two-person sessions that send nothing: they only make the gateway's tables larger.
+    fn new(subscribers: usize, stream: Stream, bystanders: usize) -> Call {
         let now = Instant::now();
         let gateway_addr: SocketAddr = GATEWAY.parse().unwrap();
         let mut gateway = SansIoMediaLoop::new(gateway_addr, now);
         let mut peers = Vec::new();
-        for index in 0..=subscribers {
-            let addr = SocketAddr::from(([198, 51, 100, 1 + index as u8], 50_000));
+        let in_call = (0..=subscribers).map(|index| (SessionKey(1), index == 0));
+        let beside = (0..2 * bystanders).map(|index| (SessionKey(2 + index as u64 / 2), false));
+        for (index, (session, publishes)) in in_call.chain(beside).enumerate() {
+            let addr = SocketAddr::from(([198, 51, 100 + (index / 250) as u8, 1 + (index % 250) as u8], 50_000));
             let key = ParticipantKey(index as u64 + 1);
             let mut rtc = Rtc::builder().build(now);
             rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap()).unwrap();
             let mut change = rtc.sdp_api();
-            // The publisher sends the stream; subscribers only receive what the gateway adds.
-            let direction = if index == 0 { Direction::SendOnly } else { Direction::RecvOnly };
+            // The publisher sends the stream; the others only receive what the gateway adds.
+            let direction = if publishes { Direction::SendOnly } else { Direction::RecvOnly };
             let mid = change.add_media(stream.kind, direction, None, None, None);
             let (offer, pending) = change.apply().unwrap();
-            let answer = gateway.add_participant(SessionKey(1), key, &offer.to_sdp_string()).unwrap();
+            let answer = gateway.add_participant(session, key, &offer.to_sdp_string()).unwrap();
             rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap()).unwrap();
             peers.push(Peer { key, addr, rtc, mid, received: 0 });
         }
@@ -103,7 +111,7 @@ impl Call {
         // Until every subscriber gets the publisher's frames (their m-lines are negotiated and
         // the first packets pass), at most ten seconds of virtual time.
         let deadline = call.now + Duration::from_secs(10);
-        while call.peers[1..].iter().any(|p| p.received == 0) {
+        while call.peers[1..=subscribers].iter().any(|p| p.received == 0) {
             assert!(call.now < deadline, "the subscribers never received the publisher's media");
             call.step(stream);
             let packets = call.publish(stream);
@@ -218,29 +226,51 @@ fn forwarding(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("forward_{}", stream.name));
         group.throughput(Throughput::Elements(1));
         for subscribers in SUBSCRIBERS {
-            let mut call = Call::new(subscribers, stream);
+            let mut call = Call::new(subscribers, stream, 0);
             group.bench_with_input(BenchmarkId::new("subscribers", subscribers), &subscribers, |b, &n| {
-                b.iter_custom(|iters| {
-                    let mut spent = Duration::ZERO;
-                    for _ in 0..iters {
-                        call.step(stream);
-                        let packets = call.publish(stream);
-                        let start = Instant::now();
-                        for packet in &packets {
-                            call.gateway.receive(call.now, call.peers[0].addr, black_box(packet));
-                        }
-                        let out: Vec<Transmit> = call.gateway.transmits().collect();
-                        spent += start.elapsed();
-                        let media_out = out.iter().filter(|t| t.contents.len() >= stream.bytes).count();
-                        assert!(media_out >= n, "{media_out} media packets out for {n} subscribers");
-                        call.deliver(out);
-                    }
-                    spent
-                })
+                b.iter_custom(|iters| forward(&mut call, stream, n, iters))
             });
         }
         group.finish();
     }
+    // The same packet with a busy gateway around it: what finding the packet's owner among
+    // many participants costs. Fewer samples, since the bystanders' own traffic between
+    // samples is simulated too.
+    let mut group = c.benchmark_group(format!("forward_{}_beside_{BYSTANDERS}_consultations", AUDIO.name));
+    group.throughput(Throughput::Elements(1)).sample_size(10).measurement_time(Duration::from_millis(300));
+    let mut call = Call::new(1, AUDIO, BYSTANDERS);
+    group.bench_function(BenchmarkId::new("subscribers", 1), |b| {
+        b.iter_custom(|iters| forward(&mut call, AUDIO, 1, iters))
+    });
+    group.finish();
+}
+
+/// `iters` frames from the publisher, each one packet in and at least `subscribers` media
+/// packets out; returns the time the gateway spent on them. When str0m's pacer holds a packet
+/// for a later turn (a bandwidth estimate below the stream's rate), those turns are timed too.
+fn forward(call: &mut Call, stream: Stream, subscribers: usize, iters: u64) -> Duration {
+    let media = |out: &[Transmit]| out.iter().filter(|t| t.contents.len() >= stream.bytes).count();
+    let mut spent = Duration::ZERO;
+    for _ in 0..iters {
+        call.step(stream);
+        let packets = call.publish(stream);
+        let start = Instant::now();
+        for packet in &packets {
+            call.gateway.receive(call.now, call.peers[0].addr, black_box(packet));
+        }
+        let mut out: Vec<Transmit> = call.gateway.transmits().collect();
+        let released_by = call.now + PACER_PATIENCE;
+        while media(&out) < subscribers && call.now < released_by {
+            call.now = call.gateway.next_wake().clamp(call.now + Duration::from_micros(100), released_by);
+            call.gateway.advance(call.now);
+            out.extend(call.gateway.transmits());
+        }
+        spent += start.elapsed();
+        let media_out = media(&out);
+        assert!(media_out >= subscribers, "{media_out} media packets out for {subscribers} subscribers");
+        call.deliver(out);
+    }
+    spent
 }
 
 criterion_group!(benches, forwarding);

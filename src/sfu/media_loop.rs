@@ -419,6 +419,7 @@ impl MediaLoop {
                 return;
             }
             let mut driving = std::mem::take(&mut self.scratch);
+            driving.clear();
             std::mem::swap(&mut driving, &mut self.dirty);
             driving.sort_unstable();
             driving.dedup();
