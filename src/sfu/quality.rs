@@ -5,7 +5,9 @@
 //! per incoming stream and a `MediaEgressStats` per outgoing one, all before its next timeout.
 //! The meter folds them into one [`LinkQuality`] that is taken when the participant has been
 //! driven to its timeout. Losses of several streams are weighted by each stream's packets in
-//! the interval, so a busy video stream counts for more than a quiet audio one.
+//! the interval, so a busy video stream counts for more than a quiet audio one. Incoming loss
+//! is measured on the transport-wide sequence numbers when the client sends them, since they
+//! see every packet lost on the path, retransmissions included.
 
 use std::time::{Duration, Instant};
 
@@ -23,8 +25,11 @@ pub struct LinkQuality {
     /// Round-trip time between the gateway and the client, from the client's RTCP receiver
     /// reports on what the gateway sends it. None while the client receives nothing.
     pub rtt: Option<Duration>,
-    /// Fraction (0 to 1) of the client's packets that never reached the gateway, before any
-    /// retransmission. None while the client sends nothing.
+    /// Fraction (0 to 1) of the client's packets that never reached the gateway. From a
+    /// client that numbers its packets transport-wide (browsers do), this is the path's loss
+    /// before any retransmission; otherwise it is what the gateway's own receiver reports
+    /// count, where a packet repaired on its own stream counts as received. None while the
+    /// client sends nothing.
     pub loss_in: Option<f32>,
     /// Fraction (0 to 1) of the gateway's packets that the client reported lost in its
     /// receiver reports. None while the client receives nothing or reports nothing.
@@ -61,6 +66,8 @@ struct StreamCount {
 #[derive(Debug, Default)]
 struct Building {
     report: LinkQuality,
+    /// Incoming loss on the transport-wide sequence numbers, when the client sends them.
+    transport_loss_in: Option<f32>,
     loss_in: Weighted,
     loss_out: Weighted,
     rtt: Weighted,
@@ -97,7 +104,8 @@ impl QualityMeter {
             }
         }
         self.totals = Some((stats.timestamp, stats.bytes_rx, stats.bytes_tx));
-        self.building = Some(Building { report, ..Building::default() });
+        let transport_loss_in = stats.ingress_loss_fraction;
+        self.building = Some(Building { report, transport_loss_in, ..Building::default() });
     }
 
     /// One incoming stream: its loss is what the gateway's own receiver report measured.
@@ -126,7 +134,7 @@ impl QualityMeter {
         let building = self.building.take()?;
         let fraction = |w: &Weighted| w.mean().map(|m| m.clamp(0.0, 1.0) as f32);
         Some(LinkQuality {
-            loss_in: fraction(&building.loss_in),
+            loss_in: building.transport_loss_in.map(|l| l.clamp(0.0, 1.0)).or(fraction(&building.loss_in)),
             loss_out: fraction(&building.loss_out),
             rtt: building.rtt.mean().map(Duration::from_secs_f64),
             ..building.report
@@ -244,6 +252,16 @@ mod tests {
         assert!((report.loss_in.unwrap() - 0.15).abs() < 1e-6, "{report:?}");
         assert!((report.loss_out.unwrap() - 0.1).abs() < 1e-6, "{report:?}");
         assert_eq!(report.rtt, Some(Duration::from_millis(50)));
+    }
+
+    #[test]
+    fn incoming_loss_on_transport_wide_numbers_wins_over_receiver_reports() {
+        let t0 = Instant::now();
+        let mut meter = QualityMeter::default();
+        meter.peer(&PeerStats { ingress_loss_fraction: Some(0.15), ..peer(t0, 0, 0) });
+        // The stream's own count saw the lost packets repaired.
+        meter.ingress(&ingress("0", 100, Some(0.0), t0));
+        assert_eq!(meter.take().unwrap().loss_in, Some(0.15));
     }
 
     #[test]

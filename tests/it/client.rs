@@ -225,6 +225,14 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
+/// Adds transport-wide sequence numbers to every packet the peer sends, as browsers do, so
+/// the gateway sees each packet lost on the way, retransmissions included. (webrtc-rs by
+/// default only gives feedback on what it receives, and retransmits on the original stream,
+/// where a repaired packet counts as received.)
+fn send_side_twcc(registry: Registry, media: &mut MediaEngine) -> Registry {
+    rtc::peer_connection::configuration::interceptor_registry::configure_twcc_sender_only(registry, media).unwrap()
+}
+
 /// A shared screen's track and the sender that carries it, so sharing can stop.
 type ScreenShare = (Arc<TrackLocalStaticRTP>, Arc<dyn RtpSender>);
 
@@ -248,6 +256,8 @@ pub struct JoinOptions {
     /// Candidate lines (`candidate:...`) added to the offer and trickled too, as a hostile
     /// client could: addresses the gateway must never send to.
     pub extra_candidates: &'static [&'static str],
+    /// Number outgoing packets transport-wide (TWCC), as browsers do; see [`send_side_twcc`].
+    pub transport_cc: bool,
 }
 
 /// What a simulcast camera's packets must carry so the gateway can tell its layers apart: the
@@ -353,7 +363,8 @@ impl Peer {
 
     /// [`Peer::join`] with [`JoinOptions`].
     pub async fn join_with(gw: &Gateway, ip: IpAddr, credential: Value, id: u8, options: JoinOptions) -> Arc<Peer> {
-        let JoinOptions { share_screen, tcp_only, camera, simulcast, via, gateway, extra_candidates } = options;
+        let JoinOptions { share_screen, tcp_only, camera, simulcast, via, gateway, extra_candidates, transport_cc } =
+            options;
         let gateway = gateway.unwrap_or(gw.public);
         let mut request = format!("wss://localhost:{}/ws", gateway.port()).into_client_request().unwrap();
         // As the gateway's own page in this peer's own browser.
@@ -396,7 +407,10 @@ impl Peer {
 
         let mut media = MediaEngine::default();
         media.register_default_codecs().unwrap();
-        let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
+        let mut registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
+        if transport_cc {
+            registry = send_side_twcc(registry, &mut media);
+        }
         let settings = SettingEngineBuilder::new()
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
             .with_include_loopback_candidate(true)

@@ -11,6 +11,8 @@ mod foundation;
 mod load;
 mod media;
 mod netns;
+mod quality;
+mod relay;
 mod schedule;
 mod signalling;
 mod simulcast;
