@@ -43,6 +43,12 @@ window.gatehouseCall.pc.getStats().then((stats) => {
 });
 "#;
 
+/// True once the live sessions view grades every member's connection on real figures.
+const MEMBERS_GRADED: &str = r#"
+const grades = [...document.querySelectorAll('#live-body .link-grade')];
+return grades.length >= 2 && grades.every((g) => g.dataset.grade !== 'unknown');
+"#;
+
 /// Shares a painted canvas as the screen, the way the Share screen button shares a display
 /// (headless Chromium has no screen to pick).
 const SHARE_CANVAS: &str = r#"
@@ -470,6 +476,15 @@ fn security_terminates_a_live_session_and_locks_the_room_down() {
     let row = console.text("#live-body");
     assert!(row.contains("Dr Test (clinician)") && row.contains("Room 1 (room)"), "{row}");
     assert!(row.contains("connected"), "{row}");
+    // Each member's connection quality, as a word and figures, once the media core has
+    // measured it: never a colour alone.
+    console.wait_for("every member's connection graded", MEMBERS_GRADED, WAIT);
+    let quality = console.text("#live-body .link-quality");
+    for role in ["room", "clinician"] {
+        let line = quality.lines().find(|l| l.starts_with(role)).unwrap_or_else(|| panic!("{quality}"));
+        assert!(["Good", "Fair", "Poor"].iter().any(|grade| line.contains(grade)), "{line}");
+        assert!(line.contains("round trip") && line.contains("lost from them"), "{line}");
+    }
     console.click("#live-body details summary");
     console.wait_text("#live-body details", "admitted", WAIT);
     console.assert_accessible("the live sessions");
