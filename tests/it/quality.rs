@@ -34,6 +34,12 @@ fn the_live_sessions_api_grades_a_member_behind_a_lossy_link_poor_and_a_clean_on
     let desk = Desk::new();
     let appointment = desk.booked(-5, 25);
     let (token, _) = desk.link(&appointment);
+    // The API's own description, generated from its handlers, documents the figures.
+    let doc = desk.gw.request("GET", "/api/openapi.json", &[], None).json();
+    let figures = &doc["components"]["schemas"]["QualityView"]["properties"];
+    for field in ["grade", "rtt_ms", "loss_in_percent", "loss_out_percent"] {
+        assert!(figures[field].is_object(), "the OpenAPI document lacks quality.{field}: {figures}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
         let gw = &desk.gw;
