@@ -93,7 +93,7 @@ window.gatehouseCall.pc.getStats().then((stats) => {
 });
 "#;
 
-fn chromium_here() -> bool {
+pub fn chromium_here() -> bool {
     if available() {
         return true;
     }

@@ -9,6 +9,7 @@ mod client;
 mod foundation;
 #[cfg(feature = "load")]
 mod load;
+mod lossy_network;
 mod media;
 mod netns;
 mod quality;
