@@ -23,7 +23,8 @@ pub(crate) const STATS_INTERVAL: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct LinkQuality {
     /// Round-trip time between the gateway and the client, from the client's RTCP receiver
-    /// reports on what the gateway sends it. None while the client receives nothing.
+    /// reports of the interval on what the gateway sends it. None while the client receives
+    /// nothing (or reports nothing).
     pub rtt: Option<Duration>,
     /// Fraction (0 to 1) of the client's packets that never reached the gateway. From a
     /// client that numbers its packets transport-wide (browsers do), this is the path's loss
@@ -121,11 +122,13 @@ impl QualityMeter {
     pub(crate) fn egress(&mut self, stats: &MediaEgressStats) {
         let sent = self.packets_since(false, stats.mid, stats.rid, stats.packets);
         let Some(building) = self.building.as_mut() else { return };
+        // str0m gives a loss only when a receiver report came in the interval; the round trip
+        // it keeps is the last report's, so without a new report it would be stale.
         if let Some(loss) = stats.loss {
             building.loss_out.add(f64::from(loss), sent);
-        }
-        if let Some(rtt) = stats.rtt {
-            building.rtt.add(rtt.as_secs_f64(), 1);
+            if let Some(rtt) = stats.rtt {
+                building.rtt.add(rtt.as_secs_f64(), 1);
+            }
         }
     }
 
@@ -245,12 +248,14 @@ mod tests {
         // Audio: 100 more packets, none lost; video: 300 more, a fifth lost.
         meter.ingress(&ingress("0", 200, Some(0.0), t1));
         meter.ingress(&ingress("1", 1_300, Some(0.2), t1));
-        // Only video went out, and the client reported a tenth of it lost.
+        // Two streams went out, the client reported a tenth of one lost and none of the other;
+        // a third had no report this interval, so its last round trip is not current.
         meter.egress(&egress("2", 500, Some(0.1), 40, t1));
-        meter.egress(&egress("3", 50, None, 60, t1));
+        meter.egress(&egress("3", 500, Some(0.0), 60, t1));
+        meter.egress(&egress("4", 50, None, 900, t1));
         let report = meter.take().unwrap();
         assert!((report.loss_in.unwrap() - 0.15).abs() < 1e-6, "{report:?}");
-        assert!((report.loss_out.unwrap() - 0.1).abs() < 1e-6, "{report:?}");
+        assert!((report.loss_out.unwrap() - 0.05).abs() < 1e-6, "{report:?}");
         assert_eq!(report.rtt, Some(Duration::from_millis(50)));
     }
 
