@@ -512,7 +512,20 @@ fn security_sees_live_sessions_as_metadata_only_and_terminates_with_a_reason_eve
         .unwrap()
         .iter()
         .map(|m| {
-            assert_eq!(m.as_object().unwrap().len(), 3, "a member is a name, a role and a state: {m}");
+            assert_eq!(m.as_object().unwrap().len(), 4, "a member is a name, a role, a state and a quality: {m}");
+            // The quality is figures about the connection, nothing that names where it comes from.
+            let mut quality: Vec<&str> = m["quality"].as_object().unwrap().keys().map(String::as_str).collect();
+            quality.sort_unstable();
+            let figures = [
+                "bitrate_in_kbps",
+                "bitrate_out_kbps",
+                "estimate_kbps",
+                "grade",
+                "loss_in_percent",
+                "loss_out_percent",
+                "rtt_ms",
+            ];
+            assert_eq!(quality, figures, "{m}");
             let field = |k: &str| m[k].as_str().unwrap().to_owned();
             (field("display_name"), field("role"), field("state"))
         })
