@@ -57,12 +57,14 @@ pub struct Quality {
 impl Quality {
     pub const UNKNOWN: Quality = Quality { grade: Grade::Unknown, figures: None };
 
-    /// The quality of figures measured at `measured`, read at `now`.
+    /// The quality of figures measured at `measured`, read at `now`. Figures too old, or with
+    /// nothing to grade on, are not shown at all.
     pub fn at(latest: Option<(Timestamp, LinkQuality)>, now: Timestamp) -> Quality {
         match latest {
-            Some((measured, figures)) if now.duration_since(measured) <= STALE_AFTER => {
-                Quality { grade: grade(&figures), figures: Some(figures) }
-            }
+            Some((measured, figures)) if now.duration_since(measured) <= STALE_AFTER => match grade(&figures) {
+                Grade::Unknown => Quality::UNKNOWN,
+                grade => Quality { grade, figures: Some(figures) },
+            },
             _ => Quality::UNKNOWN,
         }
     }
@@ -136,5 +138,8 @@ mod tests {
         let stale = Quality::at(Some((measured, clean)), measured + SignedDuration::from_secs(11));
         assert_eq!(stale, Quality::UNKNOWN);
         assert_eq!(Quality::at(None, measured), Quality::UNKNOWN);
+        // A connection with no media either way has nothing to grade on, and shows nothing.
+        let idle = LinkQuality { bitrate_in: 0, estimate: Some(300_000), ..LinkQuality::default() };
+        assert_eq!(Quality::at(Some((measured, idle)), measured), Quality::UNKNOWN);
     }
 }
