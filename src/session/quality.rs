@@ -35,17 +35,6 @@ pub enum Grade {
     Unknown,
 }
 
-impl Grade {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Grade::Good => "good",
-            Grade::Fair => "fair",
-            Grade::Poor => "poor",
-            Grade::Unknown => "unknown",
-        }
-    }
-}
-
 /// A member's connection quality: the grade and, when fresh, the figures it was given on.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Quality {

@@ -53,7 +53,14 @@ pub(crate) struct QualityMeter {
     packets: Vec<StreamCount>,
     /// The report being assembled, from a `PeerStats` until the participant's next timeout.
     building: Option<Building>,
+    /// The latest round trip measured and when: an interval whose reports gave none (lost on
+    /// the way, or a round trip below the reports' resolution) repeats it for a while rather
+    /// than show no figure.
+    last_rtt: Option<(Instant, Duration)>,
 }
+
+/// How long a measured round trip stands in for intervals that measure none.
+const RTT_KEPT_FOR: Duration = Duration::from_secs(10);
 
 /// One stream's packet count, named by direction, m-line and simulcast layer.
 #[derive(Debug)]
@@ -64,8 +71,10 @@ struct StreamCount {
     packets: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Building {
+    /// When str0m took the interval's statistics.
+    at: Instant,
     report: LinkQuality,
     /// Incoming loss on the transport-wide sequence numbers, when the client sends them.
     transport_loss_in: Option<f32>,
@@ -106,7 +115,14 @@ impl QualityMeter {
         }
         self.totals = Some((stats.timestamp, stats.bytes_rx, stats.bytes_tx));
         let transport_loss_in = stats.ingress_loss_fraction;
-        self.building = Some(Building { report, transport_loss_in, ..Building::default() });
+        self.building = Some(Building {
+            at: stats.timestamp,
+            report,
+            transport_loss_in,
+            loss_in: Weighted::default(),
+            loss_out: Weighted::default(),
+            rtt: Weighted::default(),
+        });
     }
 
     /// One incoming stream: its loss is what the gateway's own receiver report measured.
@@ -136,10 +152,20 @@ impl QualityMeter {
     pub(crate) fn take(&mut self) -> Option<LinkQuality> {
         let building = self.building.take()?;
         let fraction = |w: &Weighted| w.mean().map(|m| m.clamp(0.0, 1.0) as f32);
+        let at = building.at;
+        let rtt = match building.rtt.mean().map(Duration::from_secs_f64) {
+            Some(rtt) => {
+                self.last_rtt = Some((at, rtt));
+                Some(rtt)
+            }
+            None => {
+                self.last_rtt.filter(|(measured, _)| at.duration_since(*measured) <= RTT_KEPT_FOR).map(|(_, rtt)| rtt)
+            }
+        };
         Some(LinkQuality {
             loss_in: building.transport_loss_in.map(|l| l.clamp(0.0, 1.0)).or(fraction(&building.loss_in)),
             loss_out: fraction(&building.loss_out),
-            rtt: building.rtt.mean().map(Duration::from_secs_f64),
+            rtt,
             ..building.report
         })
     }
@@ -267,6 +293,25 @@ mod tests {
         // The stream's own count saw the lost packets repaired.
         meter.ingress(&ingress("0", 100, Some(0.0), t0));
         assert_eq!(meter.take().unwrap().loss_in, Some(0.15));
+    }
+
+    #[test]
+    fn a_round_trip_stands_in_for_intervals_without_one_for_a_while() {
+        let t0 = Instant::now();
+        let mut meter = QualityMeter::default();
+        let interval = |meter: &mut QualityMeter, secs: u64, rtt_ms: Option<u64>| {
+            let at = t0 + Duration::from_secs(secs);
+            meter.peer(&peer(at, 0, 0));
+            if let Some(rtt_ms) = rtt_ms {
+                meter.egress(&egress("0", secs * 10, Some(0.0), rtt_ms, at));
+            }
+            meter.take().unwrap().rtt
+        };
+        assert_eq!(interval(&mut meter, 0, None), None);
+        assert_eq!(interval(&mut meter, 2, Some(80)), Some(Duration::from_millis(80)));
+        assert_eq!(interval(&mut meter, 4, None), Some(Duration::from_millis(80)));
+        assert_eq!(interval(&mut meter, 12, None), Some(Duration::from_millis(80)));
+        assert_eq!(interval(&mut meter, 14, None), None, "a round trip measured 12 s ago is not current");
     }
 
     #[test]

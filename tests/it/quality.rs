@@ -40,6 +40,8 @@ fn the_live_sessions_api_grades_a_member_behind_a_lossy_link_poor_and_a_clean_on
     for field in ["grade", "rtt_ms", "loss_in_percent", "loss_out_percent"] {
         assert!(figures[field].is_object(), "the OpenAPI document lacks quality.{field}: {figures}");
     }
+    let grades = &doc["components"]["schemas"]["GradeView"]["enum"];
+    assert_eq!(*grades, json!(["good", "fair", "poor", "unknown"]), "the grades a client may meet");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
         let gw = &desk.gw;
@@ -74,7 +76,9 @@ fn the_live_sessions_api_grades_a_member_behind_a_lossy_link_poor_and_a_clean_on
         let (room_quality, clinician_quality) = loop {
             let live = desk.gw.staff_request(&desk.security, "GET", "/api/v1/sessions", None).json();
             let (r, c) = (quality_of(&live, "room"), quality_of(&live, "clinician"));
-            let measured = |q: &Value| q["loss_in_percent"].is_number() && q["loss_out_percent"].is_number();
+            let measured = |q: &Value| {
+                q["loss_in_percent"].is_number() && q["loss_out_percent"].is_number() && q["rtt_ms"].is_u64()
+            };
             // The first reports of a call can catch its start; wait for a settled pair.
             if measured(&r) && measured(&c) && r["grade"] == "poor" && c["grade"] == "good" {
                 break (r, c);

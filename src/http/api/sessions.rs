@@ -14,7 +14,7 @@ use super::{Api, ApiJson, Staff, blocking, no_content, schedule_error};
 use crate::auth::policy::{Action, Credential};
 use crate::domain::AppointmentId;
 use crate::http::error::{ApiError, ErrorBody};
-use crate::session::Quality;
+use crate::session::{Grade, Quality};
 
 pub fn routes() -> OpenApiRouter<Api> {
     OpenApiRouter::new().routes(routes!(list_sessions)).routes(routes!(terminate))
@@ -34,8 +34,7 @@ pub struct MemberView {
 /// never its media or its address. All figures are absent when the grade is `unknown`.
 #[derive(Serialize, ToSchema)]
 pub struct QualityView {
-    /// good, fair, poor, or unknown (no recent figures: not connected, or media stopped)
-    grade: &'static str,
+    grade: GradeView,
     /// Round-trip time between the gateway and the member, in milliseconds.
     rtt_ms: Option<u64>,
     /// Percent of the member's packets that did not reach the gateway.
@@ -50,13 +49,35 @@ pub struct QualityView {
     estimate_kbps: Option<u64>,
 }
 
+/// good, fair or poor by the losses and the round trip; unknown when there are no recent
+/// figures (not connected, media stopped, or nothing sent either way yet).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GradeView {
+    Good,
+    Fair,
+    Poor,
+    Unknown,
+}
+
+impl From<Grade> for GradeView {
+    fn from(grade: Grade) -> Self {
+        match grade {
+            Grade::Good => GradeView::Good,
+            Grade::Fair => GradeView::Fair,
+            Grade::Poor => GradeView::Poor,
+            Grade::Unknown => GradeView::Unknown,
+        }
+    }
+}
+
 impl From<Quality> for QualityView {
     fn from(quality: Quality) -> Self {
         let figures = quality.figures;
         // One decimal: finer than that is noise over a two-second interval.
         let percent = |fraction: Option<f32>| fraction.map(|f| (f64::from(f) * 1000.0).round() / 10.0);
         QualityView {
-            grade: quality.grade.as_str(),
+            grade: quality.grade.into(),
             rtt_ms: figures.and_then(|f| f.rtt).map(|rtt| rtt.as_millis() as u64),
             loss_in_percent: percent(figures.and_then(|f| f.loss_in)),
             loss_out_percent: percent(figures.and_then(|f| f.loss_out)),
