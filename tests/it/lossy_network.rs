@@ -2,8 +2,9 @@
 //! runs the room kiosk inside the prison namespace of the three-network harness, a webrtc-rs
 //! consultant joins from the hospital, and the prison's link to the gateway drops a fifth of
 //! its media packets, both ways, at random. The kiosk says the connection is good, then poor
-//! while the link is lossy, then good again once it is repaired; the security console's live
-//! sessions API grades the room alike, with losses near what the link drops.
+//! while the link is lossy, then good again once it is repaired; the live sessions API grades
+//! the room alike, with losses near what the link drops, and the security console (Chromium on
+//! the hospital's network) says the room's connection is poor.
 //!
 //! Needs root, nftables and Chromium: without them it skips, unless `CI` is set, where it fails.
 
@@ -17,7 +18,8 @@ use serde_json::{Value, json};
 use crate::browser::chromium_here;
 use crate::client::{JoinOptions, Peer};
 use crate::netns::{CONSULTANT, Networks, PrisonEgress, gateway_for_hospital, gateway_for_prison};
-use crate::support::{Gateway, Session, media_heavy};
+use crate::schedule::PASSWORD;
+use crate::support::{Gateway, Session, media_heavy, totp_now};
 use crate::webdriver::Driver;
 
 /// What the impaired link drops, each way.
@@ -60,13 +62,10 @@ fn impair_prison_link(networks: &Networks, loss_percent: Option<u32>) {
     }
 }
 
-/// The demo's security officer, signed in from the DMZ (where the gateway listens).
+/// A new security officer, signed in through the API from the DMZ (where the gateway listens).
 fn security_officer(gw: &Gateway, dmz: &str) -> Session {
-    let printed = gw.printed.lock().unwrap().join("\n");
-    let line = printed.lines().find(|l| l.contains("user security")).unwrap_or_else(|| panic!("{printed}"));
-    let password = line.split("password ").nth(1).unwrap().trim().to_owned();
-    let secret = printed.split("secret=").nth(1).unwrap().split(['&', ' ', '\n']).next().unwrap().to_owned();
-    Networks::within(dmz, || gw.sign_in("security", &password, Some(&secret)))
+    let totp = gw.add_staff("officer", "security", PASSWORD, false).expect("security gets TOTP");
+    Networks::within(dmz, || gw.sign_in("officer", PASSWORD, Some(&totp)))
 }
 
 /// The room's connection quality in the live sessions API, asked from the DMZ.
@@ -151,6 +150,19 @@ fn the_kiosk_says_the_connection_is_poor_while_its_link_drops_a_fifth_of_its_pac
         let loss = poor[field].as_f64().unwrap();
         assert!(loss <= 35.0, "the room's {field} is {loss}; its link drops {LOSS_PERCENT}%");
     }
+    // And the security console, in a browser on the hospital's network, says so in words.
+    let staff_driver = Driver::start_in_netns(&networks.hospital);
+    let console = staff_driver.browser();
+    console.goto(&format!("https://{}/console", gateway_for_hospital()));
+    let totp = gw.add_staff("guard", "security", PASSWORD, false).expect("security gets TOTP");
+    console.fill("#username", "guard");
+    console.fill("#password", PASSWORD);
+    console.fill("#totp", &totp_now(&totp));
+    console.click("#signin-form button[type=submit]");
+    let quality = console.wait_text("#live-body .link-quality", "room: Poor", WAIT);
+    assert!(quality.contains("lost from them") && quality.contains("lost to them"), "{quality}");
+    console.assert_accessible("the live sessions with a poor connection");
+    console.screenshot("console-live-sessions-poor");
 
     impair_prison_link(&networks, None);
     kiosk.wait_text("#quality", "Connection: good", WAIT);
