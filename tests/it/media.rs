@@ -74,19 +74,7 @@ fn two_webrtc_peers_exchange_intact_media_without_learning_each_others_address()
         assert_eq!(clinician.joined["admitted"], true);
         // The clinician admits the room from the waiting room.
         let room_id = room.joined["participant_id"].as_str().unwrap().to_owned();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let participants = clinician.expect("participants").await;
-            let waiting = participants["participants"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|p| p["id"] == room_id.as_str() && p["state"] == "waiting");
-            if waiting {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the room never showed as waiting");
-        }
+        sees(&clinician, &room_id, "waiting", Duration::from_secs(10)).await;
         clinician.send(json!({ "type": "admit", "participant_id": room_id }));
         room.expect("admitted").await;
         room.wait_connected().await;
@@ -94,12 +82,7 @@ fn two_webrtc_peers_exchange_intact_media_without_learning_each_others_address()
         // Renegotiation (each side gets the other's tracks) settles before publishing.
         tokio::time::sleep(Duration::from_millis(500)).await;
 
-        let (a, b) = (room.clone(), clinician.clone());
-        let (room_sent, clinician_sent) =
-            tokio::join!(async move { a.publish(1, Duration::from_secs(3)).await }, async move {
-                b.publish(1, Duration::from_secs(3)).await
-            },);
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (room_sent, clinician_sent) = exchange(&room, &clinician).await;
         assert_received(&room, &clinician, clinician_sent);
         assert_received(&clinician, &room, room_sent);
 
@@ -190,19 +173,7 @@ fn a_dropped_room_reconnects_within_the_window_without_being_admitted_again() {
 
         // The kiosk's network drops: its WebSocket and peer connection are gone.
         room.close().await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let participants = clinician.expect("participants").await;
-            let away = participants["participants"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|p| p["id"] == room_id.as_str() && p["state"] == "away");
-            if away {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the room never showed as away");
-        }
+        sees(&clinician, &room_id, "away", Duration::from_secs(10)).await;
         // It comes back with the same credential: admitted at once, and media flows again.
         let back = Peer::join(&desk.gw, ROOM_IP.parse().unwrap(), json!({ "device": desk.kiosk }), 3).await;
         assert_eq!(back.joined["admitted"], true, "{}", back.joined);
@@ -226,11 +197,7 @@ fn a_shared_screen_reaches_the_room_as_its_own_video_track() {
         let sent = clinician.publish(1, Duration::from_secs(3)).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_received(&room, &clinician, sent);
-        let screen: Vec<_> = room
-            .received()
-            .into_iter()
-            .filter(|r| r.kind == Kind::Video && r.sender == clinician.id + crate::client::SCREEN_SENDER_OFFSET)
-            .collect();
+        let screen = screen_frames(&room, &clinician);
         // 3 s at 5 frames a second; the first may precede the renegotiation.
         assert!(screen.len() >= 12, "the room got {} screen frames", screen.len());
         assert!(screen.iter().all(|r| r.intact) && screen.windows(2).all(|w| w[0].seq < w[1].seq));

@@ -29,6 +29,10 @@ pub struct Gateway {
     pub printed: Arc<Mutex<Vec<String>>>,
 }
 
+/// `serve` flags for listeners on loopback at ports the system picks, so runs never collide.
+pub const LOOPBACK_ANY_PORTS: [&str; 6] =
+    ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--media-port", "0"];
+
 impl Gateway {
     /// Starts a gateway in a fresh temporary folder.
     pub fn start() -> (Self, TempDir) {
@@ -39,7 +43,7 @@ impl Gateway {
     /// Starts a gateway whose data and certificate folders live under `dir`. Its clock can be
     /// moved with [`Gateway::advance_clock`].
     pub fn start_in(dir: &Path, extra: &[&str]) -> Self {
-        let mut args = vec!["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--media-port", "0"];
+        let mut args = LOOPBACK_ANY_PORTS.to_vec();
         args.extend_from_slice(extra);
         Self::launch(Command::new(BINARY), dir, &args)
     }
