@@ -12,9 +12,6 @@
 //! handshakes are: they are counted in a metric and logged at debug level, not audited, so that
 //! a flood of them cannot flood the audit log.
 
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -23,7 +20,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
-use super::wrapped::{ReadThrough, Wrapped};
+use super::wrapped::{Prepend, Wrapped};
 use crate::sfu::{self, IceTcpIntake};
 
 /// A browser sends its ClientHello as soon as TCP connects, and an ICE-TCP client its first
@@ -109,21 +106,16 @@ impl Replay {
     }
 }
 
-impl ReadThrough for Replay {
-    fn poll_read_through<S: AsyncRead + Unpin>(
-        &mut self,
-        inner: &mut S,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+impl Prepend for Replay {
+    fn prepend(&mut self, buf: &mut ReadBuf<'_>) -> bool {
         let left = &self.prefix[self.replayed..];
         if left.is_empty() {
-            return Pin::new(inner).poll_read(cx, buf);
+            return false;
         }
         let n = left.len().min(buf.remaining());
         buf.put_slice(&left[..n]);
         self.replayed += n;
-        Poll::Ready(Ok(()))
+        true
     }
 }
 

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
 
 use super::demux::{self, Opening, Outcome, PortSharing, Prefixed, Replay};
-use super::wrapped::{ReadThrough, Wrapped};
+use super::wrapped::{Prepend, Wrapped};
 
 /// A client that has not finished its handshake by then is dropped; it holds memory and a slot.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -150,7 +150,7 @@ pub struct Tracking {
     _open: TaskTrackerToken,
 }
 
-impl ReadThrough for Tracking {}
+impl Prepend for Tracking {}
 
 /// Both ends of an accepted connection. Handlers read it through `ConnectInfo<ClientAddr>`.
 #[derive(Debug, Clone, Copy)]

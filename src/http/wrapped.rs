@@ -1,6 +1,6 @@
 //! A stream wrapped with something of a connection's own: writes go straight through to the
-//! stream, reads go through the wrapper, which may put bytes in front (a replay of what was
-//! already read) or only ride along (what keeps a connection counted).
+//! stream; the wrapper may put bytes in front of what is read (a replay of what was already
+//! read) or only ride along (what keeps a connection counted).
 
 use std::io;
 use std::pin::Pin;
@@ -8,15 +8,11 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// How a wrapper reads from the stream it wraps: straight through unless it says otherwise.
-pub trait ReadThrough {
-    fn poll_read_through<S: AsyncRead + Unpin>(
-        &mut self,
-        inner: &mut S,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(inner).poll_read(cx, buf)
+/// What a wrapper puts in front of the wrapped stream's bytes: nothing unless it says so.
+pub trait Prepend {
+    /// Fills `buf` from bytes of its own while it has any; `false` lets the stream be read.
+    fn prepend(&mut self, _buf: &mut ReadBuf<'_>) -> bool {
+        false
     }
 }
 
@@ -37,10 +33,12 @@ impl<S, W> Wrapped<S, W> {
     }
 }
 
-impl<S: AsyncRead + Unpin, W: ReadThrough + Unpin> AsyncRead for Wrapped<S, W> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        this.wrapper.poll_read_through(&mut this.inner, cx, buf)
+impl<S: AsyncRead + Unpin, W: Prepend + Unpin> AsyncRead for Wrapped<S, W> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.wrapper.prepend(buf) {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
