@@ -16,8 +16,9 @@ const SCREEN_LEN: usize = 900;
 pub const SCREEN_SENDER_OFFSET: u32 = 1_000_000;
 
 /// What to publish: Opus-sized audio at 50 packets a second plus video at `video_bps` in
-/// packets of `video_len` bytes. Each video packet is a one-packet VP8 frame, so its stamp
-/// survives an SFU that reassembles and re-packetizes frames.
+/// packets of `video_len` bytes. Each video packet is a one-packet frame (VP8, or H.264 where
+/// the outlet's camera sends it), so its stamp survives an SFU that reassembles and
+/// re-packetizes frames.
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
     pub audio_len: usize,
