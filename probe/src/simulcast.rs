@@ -143,3 +143,28 @@ pub async fn publish(
     }
     Ok(sent)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tags_come_from_the_video_section_and_the_extension_map() {
+        let offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
+            a=extmap:3 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n\
+            a=extmap:3 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+            a=extmap:10/sendonly urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\n";
+        let tags = Tags::from_offer(offer).unwrap();
+        assert_eq!((tags.mid.as_ref(), tags.mid_extension, tags.rid_extension), (&b"1"[..], 3, 10));
+        assert!(Tags::from_offer("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n").is_err());
+    }
+
+    #[test]
+    fn every_layer_has_an_ssrc_and_a_sender_of_its_own() {
+        let ssrcs: Vec<Option<u32>> = encodings(7).iter().map(|e| e.rtp_coding_parameters.ssrc).collect();
+        assert_eq!(ssrcs, [Some(ssrc(7, 0)), Some(ssrc(7, 1)), Some(ssrc(7, 2))]);
+        assert!(ssrc(7, 2) < ssrc(8, 0), "one sender's layers overlap the next sender's");
+        assert!(LAYER_SENDER_OFFSET * (LAYERS.len() as u32) < crate::SCREEN_SENDER_OFFSET);
+    }
+}
