@@ -123,7 +123,7 @@ fn the_kiosk_says_the_connection_is_poor_while_its_link_drops_a_fifth_of_its_pac
     });
     let consultant = hospital.block_on(joining).unwrap();
     let c = consultant.clone();
-    let publishing = hospital.spawn(async move { c.publish(Instant::now(), 1, PUBLISH_FOR).await });
+    let publishing = hospital.spawn(async move { c.publish(1, PUBLISH_FOR).await });
     kiosk.wait_for("the call screen", "return !document.getElementById('call').hidden;", WAIT);
     // The page shows "good" until it measures otherwise: give it a few samples (one every two
     // seconds) of the clean link first.

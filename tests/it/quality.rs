@@ -62,12 +62,11 @@ fn the_live_sessions_api_grades_a_member_behind_a_lossy_link_poor_and_a_clean_on
         room.wait_connected().await;
         clinician.wait_connected().await;
 
-        let epoch = Instant::now();
         let publishers: Vec<_> = [&room, &clinician]
             .into_iter()
             .map(|peer| {
                 let peer = peer.clone();
-                tokio::spawn(async move { peer.publish(epoch, 0, PUBLISH_FOR).await })
+                tokio::spawn(async move { peer.publish(0, PUBLISH_FOR).await })
             })
             .collect();
 

@@ -3,11 +3,11 @@
 //! bandwidth-limiting UDP relay run by the test) each get exactly one layer at a time, the one
 //! their own bandwidth estimate allows.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
-use crate::client::{JoinOptions, Kind, LAYER_SENDER_OFFSET, LAYERS, Peer, Received};
+use crate::client::{JoinOptions, Kind, LAYER_SENDER_OFFSET, LAYERS, Peer, Received, now_us};
 use crate::relay::{self, Impairment};
 use crate::schedule::Desk;
 use crate::support::media_heavy;
@@ -25,13 +25,13 @@ const SETTLED_AFTER: Duration = Duration::from_secs(9);
 
 /// The layer index of a frame from the room (peer 1), if it is one.
 fn layer_of(frame: &Received) -> Option<usize> {
-    (1..=LAYERS.len()).find(|n| frame.sender == 1 + LAYER_SENDER_OFFSET * *n as u8).map(|n| n - 1)
+    (1..=LAYERS.len()).find(|n| frame.sender == 1 + LAYER_SENDER_OFFSET * *n as u32).map(|n| n - 1)
 }
 
 /// Checks what `peer` received of the room's camera: each frame intact and of one layer, and
 /// layers following each other (one at a time), never interleaved. Returns the layer of every
-/// frame, and of those sent after [`SETTLED_AFTER`].
-fn layers_received(peer: &Peer, who: &str) -> (Vec<usize>, Vec<usize>) {
+/// frame, and of those sent [`SETTLED_AFTER`] the publishing began at `began_us` (the probe's clock).
+fn layers_received(peer: &Peer, who: &str, began_us: u64) -> (Vec<usize>, Vec<usize>) {
     let mut frames: Vec<Received> =
         peer.received().into_iter().filter(|r| r.kind == Kind::Video && layer_of(r).is_some()).collect();
     // A repeat of a packet already received (a retransmission, or str0m padding with an old
@@ -48,12 +48,13 @@ fn layers_received(peer: &Peer, who: &str) -> (Vec<usize>, Vec<usize>) {
         let layer = layer_of(frame).unwrap();
         match runs.last_mut() {
             Some((l, count, _)) if *l == layer => *count += 1,
-            _ => runs.push((layer, 1, frame.sent_us / 1000)),
+            _ => runs.push((layer, 1, (frame.sent_us - began_us) / 1000)),
         }
     }
     eprintln!("{who}: runs (layer, frames, from ms) {runs:?}");
     assert!(switches <= 6, "{who}: the layer changed {switches} times; layers are being mixed");
-    let settled = frames.iter().filter(|r| r.sent_us >= SETTLED_AFTER.as_micros() as u64).filter_map(layer_of);
+    let settled_from = began_us + SETTLED_AFTER.as_micros() as u64;
+    let settled = frames.iter().filter(|r| r.sent_us >= settled_from).filter_map(layer_of);
     let settled: Vec<usize> = settled.collect();
     let counts: Vec<usize> = (0..LAYERS.len()).map(|l| settled.iter().filter(|x| **x == l).count()).collect();
     eprintln!("{who}: {} frames, {switches} switches; at the end, frames per layer {counts:?}", frames.len());
@@ -89,7 +90,8 @@ fn a_subscriber_behind_a_slow_link_gets_a_lower_layer_and_an_open_one_the_top() 
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
 
-        let sent = room.publish_simulcast(Instant::now(), PUBLISH_FOR).await;
+        let began_us = now_us();
+        let sent = room.publish_simulcast(PUBLISH_FOR).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         eprintln!("the room sent {sent:?} frames per layer");
 
@@ -97,12 +99,12 @@ fn a_subscriber_behind_a_slow_link_gets_a_lower_layer_and_an_open_one_the_top() 
         // delay packets enough for the estimator to see congestion for a while, and stepping
         // down then is right, so the test does not insist on the last moments.)
         let top = LAYERS.len() - 1;
-        let (all, _) = layers_received(&clinician, "the clinician");
+        let (all, _) = layers_received(&clinician, "the clinician", began_us);
         let on_top = all.iter().filter(|l| **l == top).count();
         assert!(on_top * 10 >= all.len() * 6, "the clinician had the top layer for {on_top} of {} frames", all.len());
 
         // Behind the slow link, the picture goes on at a lower layer.
-        let (_, slow) = layers_received(&guest, "the guest");
+        let (_, slow) = layers_received(&guest, "the guest", began_us);
         assert!(slow.len() >= 100, "the guest's picture all but stopped: {} frames at the end", slow.len());
         assert!(slow.iter().all(|l| *l < top), "the guest behind a slow link still gets the top layer");
         room.close().await;
