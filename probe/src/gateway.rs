@@ -2,6 +2,8 @@
 //! with a real credential, an offer, and answers to the gateway's renegotiation offers
 //! (protocol version 1, docs/protocol.md).
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +27,9 @@ pub struct Target {
     /// `wss://host:port/ws`
     pub ws_url: String,
     pub tls: Arc<rustls::ClientConfig>,
+    /// Where to open the connection, when not where the URL's host leads (a gateway reached
+    /// on its address towards another network); the TLS name checked is still the URL's host.
+    pub connect_to: Option<SocketAddr>,
 }
 
 /// A participant joined through the gateway's signalling, with its peer connection.
@@ -38,6 +43,8 @@ pub struct GatewayPeer {
     /// and a failure to apply the gateway's SDP as `{"type":"probe_error"}`.
     events: tokio::sync::Mutex<mpsc::UnboundedReceiver<Value>>,
     outgoing: mpsc::UnboundedSender<Message>,
+    /// How many offers this participant has sent the gateway.
+    offers_sent: AtomicUsize,
 }
 
 impl GatewayPeer {
@@ -50,10 +57,15 @@ impl GatewayPeer {
         let origin = target.ws_url.replacen("wss://", "https://", 1).trim_end_matches("/ws").to_owned();
         request.headers_mut().insert("Origin", origin.parse()?);
         request.headers_mut().insert("Cookie", format!("gh_browser=probe-peer-{id}").parse()?);
-        let connector = tokio_tungstenite::Connector::Rustls(target.tls.clone());
-        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector))
-            .await
-            .context("opening the signalling WebSocket")?;
+        let connector = Some(tokio_tungstenite::Connector::Rustls(target.tls.clone()));
+        let (ws, _) = match target.connect_to {
+            Some(address) => {
+                let tcp = tokio::net::TcpStream::connect(address).await.context("reaching the gateway")?;
+                tokio_tungstenite::client_async_tls_with_config(request, tcp, None, connector).await
+            }
+            None => tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector).await,
+        }
+        .context("opening the signalling WebSocket")?;
         let (mut sink, mut stream) = ws.split();
         let (outgoing, mut outgoing_rx) = mpsc::unbounded_channel::<Message>();
         tokio::spawn(async move {
@@ -95,6 +107,12 @@ impl GatewayPeer {
         let peer = Peer::new(id, options).await?;
         let offer = peer.offer().await?;
         outgoing.send(Message::Text(json!({ "v": 1, "type": "offer", "sdp": offer }).to_string().into()))?;
+        // The extra candidates are in the offer; a client trickles its candidates too.
+        for candidate in options.extra_candidates {
+            let trickled =
+                json!({ "v": 1, "type": "candidate", "candidate": candidate, "sdpMid": "0", "sdpMLineIndex": 0 });
+            outgoing.send(Message::Text(trickled.to_string().into()))?;
+        }
 
         let peer = Arc::new(peer);
         let (events_tx, events) = mpsc::unbounded_channel();
@@ -140,7 +158,14 @@ impl GatewayPeer {
                 }
             }
         });
-        Ok(GatewayPeer { peer, joined, from_gateway, events: tokio::sync::Mutex::new(events), outgoing })
+        Ok(GatewayPeer {
+            peer,
+            joined,
+            from_gateway,
+            events: tokio::sync::Mutex::new(events),
+            outgoing,
+            offers_sent: AtomicUsize::new(1),
+        })
     }
 
     /// Sends a protocol message (`v` is added).
@@ -162,6 +187,32 @@ impl GatewayPeer {
                 return Ok(message);
             }
         }
+    }
+
+    /// Sends a further offer made by the peer (see [`Peer::renegotiate`]); the answer is
+    /// applied in the background.
+    pub fn send_offer(&self, sdp: String) {
+        self.offers_sent.fetch_add(1, Ordering::SeqCst);
+        self.send(json!({ "type": "offer", "sdp": sdp }));
+    }
+
+    /// The SDP of every message of `kind` (`offer` or `answer`) the gateway sent, in order.
+    pub fn sdp_from_gateway(&self, kind: &str) -> Vec<String> {
+        let log = self.from_gateway.lock().unwrap();
+        let messages = log.iter().filter_map(|text| serde_json::from_str::<Value>(text).ok());
+        messages.filter(|m| m["type"] == kind).filter_map(|m| m["sdp"].as_str().map(str::to_owned)).collect()
+    }
+
+    /// Waits until the gateway has answered every offer this participant sent.
+    pub async fn wait_answered(&self, limit: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.sdp_from_gateway("answer").len() < self.offers_sent.load(Ordering::SeqCst) {
+            if tokio::time::Instant::now() >= deadline {
+                bail!("peer {}: the gateway did not answer its offer", self.peer.id);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
     }
 
     /// Drops off the network: the peer connection and the WebSocket both close.

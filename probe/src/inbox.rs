@@ -2,7 +2,7 @@
 
 use std::sync::Mutex;
 
-use crate::stamp::{self, Kind, Stamp};
+use crate::stamp::{self, Kind, Reading, Stamp, VideoCodec};
 
 /// One received payload.
 #[derive(Debug, Clone, Copy)]
@@ -11,6 +11,8 @@ pub struct Arrival {
     pub received_us: u64,
     /// The body arrived byte for byte as the sender built it.
     pub intact: bool,
+    /// The codec a video payload came in; `None` for audio.
+    pub codec: Option<VideoCodec>,
 }
 
 /// The arrivals of one receiver, shared by its receiving tasks.
@@ -33,7 +35,9 @@ impl Inbox {
         let read = stamp::read(kind, payload);
         let mut recorded = self.inner.lock().unwrap();
         match read {
-            Some((stamp, intact)) => recorded.arrivals.push(Arrival { stamp, received_us, intact }),
+            Some(Reading { stamp, intact, codec }) => {
+                recorded.arrivals.push(Arrival { stamp, received_us, intact, codec })
+            }
             None => recorded.undecodable += 1,
         }
     }

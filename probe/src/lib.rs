@@ -4,7 +4,10 @@
 //!
 //! - `stamp.rs`: the payload format (sender, kind, sequence, send time) and the shared clock.
 //! - `pace.rs`: what to publish and at what rate; `inbox.rs`: what arrived and when.
-//! - `peer.rs`: one webrtc-rs peer connection with its published tracks.
+//! - `peer.rs`: one webrtc-rs peer connection with its published tracks, built from
+//!   `PeerOptions` (codec, simulcast, screen share, TCP only, a relay, hostile candidates,
+//!   transport-wide sequence numbers);
+//!   `simulcast.rs`: a camera's three layers; `sdp.rs`: the SDP rewriting those options need.
 //! - `gateway.rs`: joining through Gatehouse's WebSocket signalling; `janus.rs`: the same
 //!   peers in a Janus VideoRoom, for side-by-side measurements.
 //! - `udp.rs`: the same payloads over plain UDP, for the bare relay.
@@ -15,6 +18,8 @@ pub mod inbox;
 pub mod janus;
 pub mod pace;
 pub mod peer;
+pub mod sdp;
+pub mod simulcast;
 pub mod stamp;
 pub mod tcp_runtime;
 pub mod tls;
@@ -25,5 +30,5 @@ pub use inbox::{Arrival, Inbox};
 pub use janus::JanusPeer;
 pub use pace::{Ledger, Outlet, Plan, SCREEN_SENDER_OFFSET, Track};
 pub use peer::{Peer, PeerOptions};
-pub use stamp::{Kind, Stamp};
+pub use stamp::{Kind, Stamp, VideoCodec};
 pub use udp::UdpPeer;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::stamp::{self, Kind, Stamp};
+use crate::stamp::{self, Kind, Stamp, VideoCodec};
 
 /// The publishing tick: one Opus packet per 20 ms, as browsers send.
 const TICK: Duration = Duration::from_millis(20);
@@ -16,8 +16,9 @@ const SCREEN_LEN: usize = 900;
 pub const SCREEN_SENDER_OFFSET: u32 = 1_000_000;
 
 /// What to publish: Opus-sized audio at 50 packets a second plus video at `video_bps` in
-/// packets of `video_len` bytes. Each video packet is a one-packet VP8 frame, so its stamp
-/// survives an SFU that reassembles and re-packetizes frames.
+/// packets of `video_len` bytes. Each video packet is a one-packet frame (VP8, or H.264 where
+/// the outlet's camera sends it), so its stamp survives an SFU that reassembles and
+/// re-packetizes frames.
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
     pub audio_len: usize,
@@ -45,6 +46,11 @@ pub trait Outlet {
     /// Sends `payload` on `track` with RTP sequence number and timestamp as given. A failed
     /// send (the connection is going away) is not an error here: the receiver's loss tells.
     fn send(&self, track: Track, seq: u32, timestamp: u32, payload: Vec<u8>) -> impl Future<Output = ()> + Send;
+
+    /// The codec the camera track's payloads are framed in; a screen is always VP8.
+    fn camera(&self) -> VideoCodec {
+        VideoCodec::Vp8
+    }
 }
 
 /// The send time of every payload, by kind, indexed by sequence number minus the first.
@@ -111,8 +117,9 @@ pub async fn publish(
 /// Stamps and sends one payload; returns its send time.
 async fn send(outlet: &impl Outlet, track: Track, sender: u32, seq: u32, timestamp: u32, len: usize) -> u64 {
     let kind = if track == Track::Audio { Kind::Audio } else { Kind::Video };
+    let codec = if track == Track::Video { outlet.camera() } else { VideoCodec::Vp8 };
     let sent_us = stamp::now_us();
-    let payload = stamp::payload(Stamp { sender, kind, seq, sent_us }, len);
+    let payload = stamp::payload(Stamp { sender, kind, seq, sent_us }, codec, len);
     outlet.send(track, seq, timestamp, payload).await;
     sent_us
 }

@@ -5,24 +5,22 @@
 //! frame holding a STUN binding request, which the media core recognises
 //! ([`crate::sfu::opens_ice_tcp`]). Both kinds of client speak first, so the listener reads
 //! just enough to decide, within [`FIRST_BYTES_TIMEOUT`], and hands those bytes along with the
-//! stream: replayed in front of it for TLS ([`Prefixed`]), or given to the media core's intake.
+//! stream: replayed in front of it for TLS ([`Replay`]), or given to the media core's intake.
 //! Anything else is closed unanswered.
 //!
 //! Refusals here are network noise (scanners, plain HTTP, silent sockets), as failed TLS
 //! handshakes are: they are counted in a metric and logged at debug level, not audited, so that
 //! a flood of them cannot flood the audit log.
 
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
+use super::wrapped::{Prepend, Wrapped};
 use crate::sfu::{self, IceTcpIntake};
 
 /// A browser sends its ClientHello as soon as TCP connects, and an ICE-TCP client its first
@@ -93,57 +91,31 @@ pub async fn read_opening_in_time<R: AsyncRead + Unpin>(io: &mut R) -> Result<(O
 }
 
 /// A stream whose first bytes were already read: they are read again first, then the stream.
+pub type Prefixed<S> = Wrapped<S, Replay>;
+
+/// The first bytes of a stream, already read, and how many of them have been read again.
 #[derive(Debug)]
-pub struct Prefixed<S> {
+pub struct Replay {
     prefix: Vec<u8>,
-    /// How much of `prefix` has been read again.
     replayed: usize,
-    inner: S,
 }
 
-impl<S> Prefixed<S> {
-    pub fn new(prefix: Vec<u8>, inner: S) -> Self {
-        Self { prefix, replayed: 0, inner }
+impl Replay {
+    pub fn new(prefix: Vec<u8>) -> Self {
+        Self { prefix, replayed: 0 }
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        let left = &this.prefix[this.replayed..];
+impl Prepend for Replay {
+    fn prepend(&mut self, buf: &mut ReadBuf<'_>) -> bool {
+        let left = &self.prefix[self.replayed..];
         if left.is_empty() {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
+            return false;
         }
         let n = left.len().min(buf.remaining());
         buf.put_slice(&left[..n]);
-        this.replayed += n;
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.replayed += n;
+        true
     }
 }
 
@@ -248,7 +220,7 @@ mod tests {
         let (opening, first_bytes) = opened.unwrap();
         assert_eq!(opening, Opening::Tls);
         // Whatever was read comes first again, then the rest, with nothing lost or repeated.
-        let mut replayed = Prefixed::new(first_bytes, server);
+        let mut replayed = Prefixed::new(server, Replay::new(first_bytes));
         drop(client);
         let mut all = Vec::new();
         replayed.read_to_end(&mut all).await.unwrap();

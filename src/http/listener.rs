@@ -6,12 +6,9 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
@@ -19,7 +16,8 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
 
-use super::demux::{self, Opening, Outcome, PortSharing, Prefixed};
+use super::demux::{self, Opening, Outcome, PortSharing, Prefixed, Replay};
+use super::wrapped::{Prepend, Wrapped};
 
 /// A client that has not finished its handshake by then is dropped; it holds memory and a slot.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -110,12 +108,12 @@ async fn accept_loop(
                 }
             };
             sharing.metrics.count(Outcome::Tls);
-            let stream = Prefixed::new(first_bytes, stream);
+            let stream = Prefixed::new(stream, Replay::new(first_bytes));
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
                     drop(permit);
                     // If the server has stopped taking connections, this one is simply closed.
-                    let _ = tx.send((TrackedStream { inner: tls, local, _open: token }, peer)).await;
+                    let _ = tx.send((TrackedStream::new(tls, Tracking { local, _open: token }), peer)).await;
                 }
                 // Failed handshakes are routine (scanners, plain HTTP, old TLS versions): debug only.
                 Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
@@ -143,44 +141,16 @@ impl axum::serve::Listener for TlsListener {
 }
 
 /// A TLS connection that keeps the drain token alive for exactly as long as it is open.
-pub struct TrackedStream {
-    inner: TlsStream<Prefixed<TcpStream>>,
+pub type TrackedStream = Wrapped<TlsStream<Prefixed<TcpStream>>, Tracking>;
+
+/// What an open HTTPS connection carries along.
+pub struct Tracking {
     /// The gateway's own address that the client reached.
     local: SocketAddr,
     _open: TaskTrackerToken,
 }
 
-impl AsyncRead for TrackedStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for TrackedStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
+impl Prepend for Tracking {}
 
 /// Both ends of an accepted connection. Handlers read it through `ConnectInfo<ClientAddr>`.
 #[derive(Debug, Clone, Copy)]
@@ -194,6 +164,6 @@ pub struct ClientAddr {
 
 impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for ClientAddr {
     fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
-        Self { remote: *stream.remote_addr(), local: stream.io().local }
+        Self { remote: *stream.remote_addr(), local: stream.io().wrapper().local }
     }
 }

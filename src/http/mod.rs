@@ -8,6 +8,7 @@ pub mod demux;
 pub mod error;
 pub mod listener;
 pub mod observe;
+mod wrapped;
 mod ws;
 
 use std::sync::Arc;

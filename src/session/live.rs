@@ -8,13 +8,14 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::sync::{mpsc, oneshot};
 
 use super::event::{EndReason, PeerView, SessionEvent, Warning};
+use super::quality::Quality;
 use super::{ConnId, Shared};
 use crate::audit::{AuditError, EventKind, Object};
 use crate::auth::policy::{self, Action, Credential, Principal, Reason};
 use crate::auth::{Caller, code};
 use crate::domain::{AppointmentId, AppointmentStatus};
 use crate::schedule::{Admission, Change, ScheduleError};
-use crate::sfu::{ParticipantKey, SessionKey, SfuError};
+use crate::sfu::{LinkQuality, ParticipantKey, SessionKey, SfuError};
 
 /// How often the timers are checked: warnings and the hard end are at most this late.
 const TICK: std::time::Duration = std::time::Duration::from_millis(500);
@@ -73,6 +74,11 @@ pub(super) enum Command {
         key: ParticipantKey,
         failed: bool,
     },
+    /// The member's connection figures over the media core's last statistics interval.
+    MediaQuality {
+        key: ParticipantKey,
+        quality: LinkQuality,
+    },
     Describe {
         reply: oneshot::Sender<Summary>,
     },
@@ -87,9 +93,17 @@ pub struct Summary {
     pub started: Timestamp,
     pub ends_at: Timestamp,
     pub hard_end: Timestamp,
-    pub members: Vec<PeerView>,
+    pub members: Vec<MemberSummary>,
     /// Joins, admissions and departures, oldest first.
     pub history: Vec<(Timestamp, String)>,
+}
+
+/// One member of a live session for security staff: who, their state, and how their
+/// connection is doing (figures about the connection, never its media or address).
+#[derive(Debug, Clone)]
+pub struct MemberSummary {
+    pub peer: PeerView,
+    pub quality: Quality,
 }
 
 struct Conn {
@@ -106,6 +120,9 @@ struct Conn {
     ip: Option<std::net::IpAddr>,
     /// The gateway's address this connection reached; the media core advertises it.
     gateway_ip: Option<std::net::IpAddr>,
+    /// The media core's latest figures for this connection's media and when they came, so
+    /// that figures which stopped coming read as unknown rather than as the last good ones.
+    quality: Option<(Timestamp, LinkQuality)>,
 }
 
 struct Member {
@@ -140,6 +157,12 @@ impl Member {
             (Some(_), true) => "admitted",
         };
         PeerView { id: self.id.clone(), display_name: self.display_name.clone(), role: self.role, state }
+    }
+
+    /// What security staff see of this member at `now`.
+    fn summary(&self, now: Timestamp) -> MemberSummary {
+        let figures = self.conn.as_ref().filter(|c| !c.media_lost).and_then(|c| c.quality);
+        MemberSummary { peer: self.view(), quality: Quality::at(figures, now) }
     }
 }
 
@@ -293,14 +316,21 @@ impl Live {
                 }
             }
             Command::MediaLost { key, failed } => self.media_lost(key, failed).await,
+            Command::MediaQuality { key, quality } => {
+                let now = self.now();
+                if let Some(conn) = self.conn_by_media(key) {
+                    conn.quality = Some((now, quality));
+                }
+            }
             Command::Describe { reply } => {
+                let now = self.now();
                 let _ = reply.send(Summary {
                     appointment: self.appointment,
                     room: self.room.name.clone(),
                     started: self.started,
                     ends_at: self.ends_at,
                     hard_end: self.hard_end,
-                    members: self.members.iter().map(Member::view).collect(),
+                    members: self.members.iter().map(|m| m.summary(now)).collect(),
                     history: self.history.clone(),
                 });
             }
@@ -354,6 +384,7 @@ impl Live {
             media_lost: false,
             ip,
             gateway_ip,
+            quality: None,
         };
         let conn_id = conn.id;
         let index = match existing {
@@ -427,6 +458,7 @@ impl Live {
                 Err(_) => {
                     if let Some(c) = self.member_by_conn(conn).and_then(|m| m.conn.as_mut()) {
                         c.media = None;
+                        c.quality = None;
                     }
                     let _ = self.shared.sfu.remove_participant(current).await;
                     self.shared.forget_media(current);
@@ -574,6 +606,7 @@ impl Live {
         let Some(conn) = self.conn_by_media(key) else { return };
         conn.media = None;
         conn.media_lost = true;
+        conn.quality = None;
         let conn = conn.id;
         let (code, message) = if failed {
             ("media_failed", "The media connection failed. Send a new offer to restore it.")

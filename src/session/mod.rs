@@ -5,6 +5,7 @@
 
 pub mod event;
 mod live;
+pub mod quality;
 #[cfg(test)]
 mod tests;
 
@@ -16,8 +17,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 pub use event::{EndReason, PeerView, SessionEvent, Warning};
-pub use live::Summary;
 use live::{Command, Live};
+pub use live::{MemberSummary, Summary};
+pub use quality::{Grade, Quality};
 
 use crate::auth::Caller;
 use crate::clock::Clock;
@@ -122,6 +124,9 @@ impl Sessions {
                     }
                     SfuEvent::Failed { participant, .. } => {
                         (participant, Command::MediaLost { key: participant, failed: true })
+                    }
+                    SfuEvent::Quality { participant, quality } => {
+                        (participant, Command::MediaQuality { key: participant, quality })
                     }
                 };
                 if let Some(session) = media.session_of(key) {

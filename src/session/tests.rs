@@ -63,7 +63,7 @@ fn a_connection_that_stops_taking_its_events_is_let_go_and_shown_away() {
             connection.offer("v=0\r\n".to_owned()).await;
         }
         let live = sessions.list().await;
-        assert_eq!(live[0].members[0].state, "away", "{live:?}");
+        assert_eq!(live[0].members[0].peer.state, "away", "{live:?}");
         // What was queued is still delivered, then the queue closes: the signalling layer closes
         // the socket on that.
         let mut delivered = 0;

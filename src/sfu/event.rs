@@ -1,13 +1,15 @@
-//! What the media core tells its caller: renegotiation offers and connection changes.
+//! What the media core tells its caller: renegotiation offers, connection changes and each
+//! connection's quality.
 
 use std::fmt;
 
 use super::ids::ParticipantKey;
+use super::quality::LinkQuality;
 
 /// A notification from the media loop to the signalling layer.
 ///
 /// Events name only the participant they concern; they never carry another party's address.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SfuEvent {
     /// The media core needs to send this participant new tracks (someone else started
     /// publishing). Deliver `sdp` to the client and pass its answer to `SfuHandle::answer`.
@@ -18,6 +20,9 @@ pub enum SfuEvent {
     Disconnected { participant: ParticipantKey, reason: DisconnectReason },
     /// The participant's connection broke on an error. It has left the media core.
     Failed { participant: ParticipantKey, reason: FailureReason },
+    /// How the participant's connection fared over the last statistics interval (every two
+    /// seconds while it is connected).
+    Quality { participant: ParticipantKey, quality: LinkQuality },
 }
 
 /// Why a connection ended without an error.

@@ -16,6 +16,8 @@
 //! - `participant.rs`: one peer connection, its tracks and its renegotiation.
 //! - `simulcast.rs`: which layer of a simulcast source each subscriber gets.
 //! - `keyframe.rs`: the keyframe-request throttle, per stream (per layer in simulcast).
+//! - `quality.rs`: each connection's round-trip time, losses and bitrates, from str0m's
+//!   statistics, reported as [`SfuEvent::Quality`] every few seconds.
 //! - `sans_io.rs` (only with the `bench` feature): the loop driven by hand, for benchmarks.
 //! - `handle.rs`: the command handle; `config.rs`, `event.rs`, `error.rs`, `ids.rs`: the API.
 //!
@@ -51,6 +53,7 @@ mod ids;
 mod keyframe;
 mod media_loop;
 mod participant;
+mod quality;
 #[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod sans_io;
@@ -77,6 +80,7 @@ pub use event::{DisconnectReason, FailureReason, SfuEvent};
 pub use handle::SfuHandle;
 pub use ice_tcp::{IceTcpConnections, IceTcpIntake, IntakeRefusal, OPENING_BYTES, opens_ice_tcp};
 pub use ids::{ParticipantKey, SessionKey};
+pub use quality::LinkQuality;
 
 /// The starting point of the send-side bandwidth estimate (TWCC); it adapts from there.
 const INITIAL_BITRATE_KBPS: u64 = 1_000;
@@ -137,4 +141,6 @@ fn rtc_config() -> RtcConfig {
         .enable_h264(true)
         // Send-side estimation from TWCC feedback, so a poor link is measured, not flooded.
         .enable_bwe(Some(Bitrate::kbps(INITIAL_BITRATE_KBPS)))
+        // Round-trip time, losses and bitrates per connection, for the security console.
+        .set_stats_interval(Some(quality::STATS_INTERVAL))
 }

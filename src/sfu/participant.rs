@@ -7,6 +7,8 @@
 //! As a subscriber, a participant receives one layer of each simulcast source, chosen within
 //! its own bandwidth estimate (see `simulcast.rs`), and tells str0m's estimator what it is
 //! sending and what it would send with ample bandwidth, so the estimator probes upwards.
+//!
+//! Every statistics interval it reports how its connection fared (`quality.rs`).
 
 use std::time::Instant;
 
@@ -23,6 +25,7 @@ use super::event::{DisconnectReason, FailureReason, SfuEvent};
 use super::handle::{ClientOffer, Fingerprints};
 use super::ids::{ParticipantKey, SessionKey};
 use super::keyframe::{KEYFRAME_REQUEST_INTERVAL, LayerThrottles};
+use super::quality::QualityMeter;
 use super::simulcast::{self, ALLOCATION_INTERVAL, RateMeter, SimulcastForwarder};
 
 /// One published track, named by who publishes it and its m-line on their connection.
@@ -136,6 +139,8 @@ pub(crate) struct Participant {
     bwe_told: (u64, u64),
     /// The gateway's own candidates this participant was given.
     pub(crate) candidates: Advertised,
+    /// Gathers str0m's statistics into the quality reported to the caller.
+    quality: QualityMeter,
 }
 
 impl Participant {
@@ -183,6 +188,7 @@ impl Participant {
             next_allocation: now,
             bwe_told: (0, 0),
             candidates: candidates.clone(),
+            quality: QualityMeter::default(),
         };
         Ok((participant, answer))
     }
@@ -216,6 +222,7 @@ impl Participant {
             }
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => {
+                    self.report_quality();
                     let throttle_deadline = self.tracks_in.iter().filter_map(|t| t.throttles.deadline()).min();
                     self.deadline = throttle_deadline.map_or(t, |d| d.min(t));
                     return;
@@ -290,8 +297,22 @@ impl Participant {
                     self.allocate_layers(now);
                 }
             }
+            Event::PeerStats(stats) => self.quality.peer(&stats),
+            Event::MediaIngressStats(stats) => self.quality.ingress(&stats),
+            Event::MediaEgressStats(stats) => self.quality.egress(&stats),
             Event::Closed => self.end(Ending::Disconnected(DisconnectReason::Closed)),
             _ => {}
+        }
+    }
+
+    /// Reports the quality of the interval whose statistics str0m has just emitted in full
+    /// (they all come before its next timeout). Nothing is reported before the connection is
+    /// up, when there is nothing to measure.
+    fn report_quality(&mut self) {
+        if let Some(quality) = self.quality.take()
+            && self.connected
+        {
+            self.effects.push(Effect::Event(SfuEvent::Quality { participant: self.key, quality }));
         }
     }
 

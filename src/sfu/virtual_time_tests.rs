@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::config::Advertised;
 use super::handle::{Command, parse_offer};
 use super::media_loop::MediaLoop;
-use super::{ParticipantKey, SessionKey, SfuEvent, rtc_config};
+use super::{LinkQuality, ParticipantKey, SessionKey, SfuEvent, rtc_config};
 
 const GATEWAY: &str = "192.0.2.1:8443";
 const CLIENT: &str = "198.51.100.7:50000";
@@ -26,6 +26,8 @@ struct Wire {
     /// When false, the client's packets are lost on the way, as when its network drops.
     client_reachable: bool,
     client_connected: bool,
+    /// Quality reports seen so far, oldest first.
+    qualities: Vec<LinkQuality>,
 }
 
 impl Wire {
@@ -55,7 +57,7 @@ impl Wire {
         });
         let answer = answer.try_recv().unwrap().unwrap();
         client.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap()).unwrap();
-        Wire { media, client, events, client_reachable: true, client_connected: false }
+        Wire { media, client, events, client_reachable: true, client_connected: false, qualities: Vec::new() }
     }
 
     /// Runs both sides until `until` in virtual time, delivering packets instantly.
@@ -96,8 +98,14 @@ impl Wire {
         }
     }
 
+    /// The next event other than a quality report; those are kept in `qualities`.
     fn next_event(&mut self) -> Option<SfuEvent> {
-        self.events.try_recv().ok()
+        loop {
+            match self.events.try_recv().ok()? {
+                SfuEvent::Quality { quality, .. } => self.qualities.push(quality),
+                event => return Some(event),
+            }
+        }
     }
 }
 
@@ -130,4 +138,21 @@ fn a_client_that_goes_silent_is_reported_disconnected_in_virtual_time() {
     // Consent freshness (RFC 7675) gives up within about 30 s, not at once.
     let after = wire.media.now - silent_from;
     assert!(after >= Duration::from_secs(2) && after <= Duration::from_secs(45), "after {after:?}");
+}
+
+#[test]
+fn a_connected_clients_quality_is_reported_every_stats_interval_and_no_more() {
+    let t0 = Instant::now();
+    let mut wire = Wire::new(t0);
+    wire.run_until(t0 + Duration::from_secs(2));
+    assert_eq!(wire.next_event(), Some(SfuEvent::Connected { participant: ParticipantKey(1) }));
+    let reported_before = wire.qualities.len();
+    wire.run_until(t0 + Duration::from_secs(22));
+    assert_eq!(wire.next_event(), None);
+    // Twenty seconds at one report per two-second interval, give or take the edges.
+    let reports = wire.qualities.len() - reported_before;
+    assert!((9..=11).contains(&reports), "{reports} quality reports in 20 s");
+    // A client that sends and receives no media has no loss or round trip to report.
+    let last = wire.qualities.last().unwrap();
+    assert_eq!((last.loss_in, last.loss_out, last.bitrate_in), (None, None, 0), "{last:?}");
 }

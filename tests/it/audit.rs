@@ -282,6 +282,15 @@ fn a_pin_from_this_log_verifies() {
     assert!(text.contains("consistent with the pinned checkpoint"), "{text}");
 }
 
+/// Runs `gatehouse audit verify` on `export` against the checkpoint in `pin` and the public
+/// `key`, from the data folder `data` (an auditor's own). Returns the exit code and all it printed.
+pub fn verify_export(data: &Path, export: &Path, pin: &Path, key: &str) -> (i32, String) {
+    let (data, export, pin) = (data.to_str().unwrap(), export.to_str().unwrap(), pin.to_str().unwrap());
+    let args = ["audit", "verify", "--data-dir", data, "--export", export, "--pin", pin, "--key", key];
+    let (code, out, err) = run_cli(&args, &[]);
+    (code, format!("{out}{err}"))
+}
+
 #[test]
 fn an_edited_jsonl_export_fails_against_its_checkpoint() {
     let log = Log::new(30);
@@ -298,24 +307,7 @@ fn an_edited_jsonl_export_fails_against_its_checkpoint() {
     let key = key.trim().to_owned();
     // An auditor holding only the export, the checkpoint and the public key.
     let elsewhere = tempfile::tempdir().unwrap();
-    let verify = |file: &Path| {
-        let (code, out, err) = run_cli(
-            &[
-                "audit",
-                "verify",
-                "--data-dir",
-                elsewhere.path().to_str().unwrap(),
-                "--export",
-                file.to_str().unwrap(),
-                "--pin",
-                pin.to_str().unwrap(),
-                "--key",
-                &key,
-            ],
-            &[],
-        );
-        (code, format!("{out}{err}"))
-    };
+    let verify = |file: &Path| verify_export(elsewhere.path(), file, &pin, &key);
     let (code, text) = verify(&export);
     assert_eq!(code, 0, "{text}");
 

@@ -124,22 +124,8 @@ fn exports_in_every_format_and_the_jsonl_export_verifies() {
     std::fs::write(&pin, checkpoint["note"].as_str().unwrap()).unwrap();
     let data = gw.dir.join("data");
     let (_, key, _) = run_cli(&["audit", "key", "--data-dir", data.to_str().unwrap()], &[]);
-    let (code, out, err) = run_cli(
-        &[
-            "audit",
-            "verify",
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--export",
-            export.to_str().unwrap(),
-            "--pin",
-            pin.to_str().unwrap(),
-            "--key",
-            key.trim(),
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    let (code, printed) = crate::audit::verify_export(dir.path(), &export, &pin, key.trim());
+    assert_eq!(code, 0, "{printed}");
 
     let csv = gw.api_get("/api/v1/audit/export?format=csv&kind=gateway.started", &token);
     assert_eq!(csv.status, 200);

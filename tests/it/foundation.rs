@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::support::{Gateway, https_get, run_cli};
+use crate::support::{Gateway, LOOPBACK_ANY_PORTS, https_get, run_cli};
 
 #[test]
 fn tls13_and_tls12_clients_get_the_page() {
@@ -239,22 +239,9 @@ fn operator_certificates_are_served_and_a_mismatched_key_is_refused() {
     assert!(!dir.path().join("certs").exists(), "development certificates were generated needlessly");
 
     let data = dir.path().join("data2");
-    let (code, _, err) = run_cli(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--media-port",
-            "0",
-            "--media-tcp-port",
-            "0",
-            "--tls-cert",
-            cert,
-        ],
-        &[("GATEHOUSE_TLS_KEY", b.key.to_str().unwrap()), ("GATEHOUSE_DATA_DIR", data.to_str().unwrap())],
-    );
+    let args = [&["serve"][..], &LOOPBACK_ANY_PORTS, &["--media-tcp-port", "0", "--tls-cert", cert]].concat();
+    let env = [("GATEHOUSE_TLS_KEY", b.key.to_str().unwrap()), ("GATEHOUSE_DATA_DIR", data.to_str().unwrap())];
+    let (code, _, err) = run_cli(&args, &env);
     assert_ne!(code, 0);
     assert!(err.contains("does not match"), "{err}");
     let (code, _, err) =
@@ -294,20 +281,8 @@ fn a_database_from_a_newer_version_is_refused() {
     db.pragma_update(None, "user_version", 9999).unwrap();
     drop(db);
     let data = dir.path().join("data");
-    let (code, _, err) = run_cli(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--media-port",
-            "0",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let args = [&["serve"][..], &LOOPBACK_ANY_PORTS, &["--data-dir", data.to_str().unwrap()]].concat();
+    let (code, _, err) = run_cli(&args, &[]);
     assert_eq!(code, 1);
     assert!(err.contains("newer Gatehouse"), "{err}");
 }

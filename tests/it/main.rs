@@ -9,8 +9,11 @@ mod client;
 mod foundation;
 #[cfg(feature = "load")]
 mod load;
+mod lossy_network;
 mod media;
 mod netns;
+mod quality;
+mod relay;
 mod schedule;
 mod signalling;
 mod simulcast;

@@ -51,10 +51,9 @@ async fn admitted_pair(desk: &Desk, token: &str, options: JoinOptions) -> (Arc<P
 
 /// Both publish for three seconds at once; returns what each sent.
 async fn exchange(room: &Arc<Peer>, clinician: &Arc<Peer>) -> ((u32, u32), (u32, u32)) {
-    let epoch = Instant::now();
     let (a, b) = (room.clone(), clinician.clone());
-    let sent = tokio::join!(async move { a.publish(epoch, 1, Duration::from_secs(3)).await }, async move {
-        b.publish(epoch, 1, Duration::from_secs(3)).await
+    let sent = tokio::join!(async move { a.publish(1, Duration::from_secs(3)).await }, async move {
+        b.publish(1, Duration::from_secs(3)).await
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     sent
@@ -75,19 +74,7 @@ fn two_webrtc_peers_exchange_intact_media_without_learning_each_others_address()
         assert_eq!(clinician.joined["admitted"], true);
         // The clinician admits the room from the waiting room.
         let room_id = room.joined["participant_id"].as_str().unwrap().to_owned();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let participants = clinician.expect("participants").await;
-            let waiting = participants["participants"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|p| p["id"] == room_id.as_str() && p["state"] == "waiting");
-            if waiting {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the room never showed as waiting");
-        }
+        sees(&clinician, &room_id, "waiting", Duration::from_secs(10)).await;
         clinician.send(json!({ "type": "admit", "participant_id": room_id }));
         room.expect("admitted").await;
         room.wait_connected().await;
@@ -95,13 +82,7 @@ fn two_webrtc_peers_exchange_intact_media_without_learning_each_others_address()
         // Renegotiation (each side gets the other's tracks) settles before publishing.
         tokio::time::sleep(Duration::from_millis(500)).await;
 
-        let epoch = Instant::now();
-        let (a, b) = (room.clone(), clinician.clone());
-        let (room_sent, clinician_sent) =
-            tokio::join!(async move { a.publish(epoch, 1, Duration::from_secs(3)).await }, async move {
-                b.publish(epoch, 1, Duration::from_secs(3)).await
-            },);
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (room_sent, clinician_sent) = exchange(&room, &clinician).await;
         assert_received(&room, &clinician, clinician_sent);
         assert_received(&clinician, &room, room_sent);
 
@@ -160,12 +141,11 @@ fn a_peer_for_another_appointment_or_still_waiting_receives_no_media() {
         let stranger = Peer::join(&desk.gw, "127.0.0.4".parse().unwrap(), json!({ "link": second_token }), 3).await;
         clinician.wait_connected().await;
         stranger.wait_connected().await;
-        let epoch = Instant::now();
         let (c, s, w) = (clinician.clone(), stranger.clone(), waiting.clone());
         tokio::join!(
-            async move { c.publish(epoch, 1, Duration::from_secs(2)).await },
-            async move { s.publish(epoch, 1, Duration::from_secs(2)).await },
-            async move { w.publish(epoch, 1, Duration::from_secs(2)).await },
+            async move { c.publish(1, Duration::from_secs(2)).await },
+            async move { s.publish(1, Duration::from_secs(2)).await },
+            async move { w.publish(1, Duration::from_secs(2)).await },
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(waiting.received().is_empty(), "a waiting participant received media");
@@ -193,27 +173,14 @@ fn a_dropped_room_reconnects_within_the_window_without_being_admitted_again() {
 
         // The kiosk's network drops: its WebSocket and peer connection are gone.
         room.close().await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let participants = clinician.expect("participants").await;
-            let away = participants["participants"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|p| p["id"] == room_id.as_str() && p["state"] == "away");
-            if away {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the room never showed as away");
-        }
+        sees(&clinician, &room_id, "away", Duration::from_secs(10)).await;
         // It comes back with the same credential: admitted at once, and media flows again.
         let back = Peer::join(&desk.gw, ROOM_IP.parse().unwrap(), json!({ "device": desk.kiosk }), 3).await;
         assert_eq!(back.joined["admitted"], true, "{}", back.joined);
         back.expect("admitted").await;
         back.wait_connected().await;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let epoch = Instant::now();
-        let sent = clinician.publish(epoch, 1, Duration::from_secs(2)).await;
+        let sent = clinician.publish(1, Duration::from_secs(2)).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_received(&back, &clinician, sent);
     });
@@ -227,14 +194,10 @@ fn a_shared_screen_reaches_the_room_as_its_own_video_track() {
     runtime().block_on(async {
         let (room, clinician) =
             admitted_pair(&desk, &token, JoinOptions { share_screen: true, ..Default::default() }).await;
-        let sent = clinician.publish(Instant::now(), 1, Duration::from_secs(3)).await;
+        let sent = clinician.publish(1, Duration::from_secs(3)).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_received(&room, &clinician, sent);
-        let screen: Vec<_> = room
-            .received()
-            .into_iter()
-            .filter(|r| r.kind == Kind::Video && r.sender == clinician.id + crate::client::SCREEN_SENDER_OFFSET)
-            .collect();
+        let screen = screen_frames(&room, &clinician);
         // 3 s at 5 frames a second; the first may precede the renegotiation.
         assert!(screen.len() >= 12, "the room got {} screen frames", screen.len());
         assert!(screen.iter().all(|r| r.intact) && screen.windows(2).all(|w| w[0].seq < w[1].seq));
@@ -285,7 +248,7 @@ fn a_screen_share_started_and_stopped_mid_call_renegotiates_the_same_connection(
 
         clinician.start_screen_share().await;
         clinician.expect_sdp_answer().await;
-        let sent = clinician.publish(Instant::now(), 1, Duration::from_secs(3)).await;
+        let sent = clinician.publish(1, Duration::from_secs(3)).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         // The camera and microphone carried on through the renegotiation, and the screen arrived.
         assert_received(&room, &clinician, sent);
@@ -302,7 +265,7 @@ fn a_screen_share_started_and_stopped_mid_call_renegotiates_the_same_connection(
         // The room is told the screen track stopped: its m-line is closed (port 0).
         assert!(room.sdp_offers().iter().any(|sdp| sdp.contains("m=video 0 ")), "the screen m-line was not stopped");
         let before = room.received().len();
-        let sent = clinician.publish(Instant::now(), 1000, Duration::from_secs(2)).await;
+        let sent = clinician.publish(1000, Duration::from_secs(2)).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let after: Vec<_> = room.received().into_iter().skip(before).collect();
         let camera = after.iter().filter(|r| r.kind == Kind::Video && r.sender == clinician.id).count() as u32;
@@ -385,7 +348,7 @@ fn a_member_whose_media_goes_quiet_shows_away_until_it_reconnects() {
         back.wait_connected().await;
         sees(&clinician, &room_id, "admitted", Duration::from_secs(10)).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let sent = clinician.publish(Instant::now(), 1, Duration::from_secs(2)).await;
+        let sent = clinician.publish(1, Duration::from_secs(2)).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_received(&back, &clinician, sent);
     });

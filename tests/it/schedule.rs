@@ -606,18 +606,8 @@ fn appointments_are_listed_by_room_time_and_status_in_the_rooms_time_zone() {
 fn the_demo_seeds_a_working_consultation_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(crate::support::BINARY)
-        .args([
-            "serve",
-            "--demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--media-port",
-            "0",
-            "--media-tcp-port",
-            "0",
-        ])
+        .args(["serve", "--demo", "--media-tcp-port", "0"])
+        .args(crate::support::LOOPBACK_ANY_PORTS)
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .arg("--certs-dir")

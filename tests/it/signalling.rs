@@ -461,36 +461,33 @@ fn revoking_the_clinicians_link_or_the_rooms_device_ends_that_member_within_a_se
     room.expect_ended_within("device_revoked", POLICY_LATENCY);
 }
 
-#[test]
-fn a_lockdown_ends_the_call_for_everyone_within_a_second() {
+/// An admitted call that staff end by `act` (answered `status`): both members hear `reason`
+/// within [`POLICY_LATENCY`].
+fn staff_end_the_call(act: impl FnOnce(&Desk, &Value) -> Response, status: u16, reason: &str) {
     let desk = Desk::new();
     let appointment = desk.booked(-5, 25);
     let Call { mut room, mut clinician, .. } = admitted_call(&desk, &appointment);
-    let lockdown = desk.gw.staff_request(
-        &desk.security,
-        "POST",
-        "/api/v1/lockdowns",
-        Some(json!({ "room_id": desk.room_id(), "reason": "Incident on the wing" })),
-    );
-    assert_status(&lockdown, 201);
-    room.expect_ended_within("room_locked_down", POLICY_LATENCY);
-    clinician.expect_ended_within("room_locked_down", POLICY_LATENCY);
+    assert_status(&act(&desk, &appointment), status);
+    room.expect_ended_within(reason, POLICY_LATENCY);
+    clinician.expect_ended_within(reason, POLICY_LATENCY);
+}
+
+#[test]
+fn a_lockdown_ends_the_call_for_everyone_within_a_second() {
+    let lock_down = |desk: &Desk, _: &Value| {
+        let lockdown = json!({ "room_id": desk.room_id(), "reason": "Incident on the wing" });
+        desk.gw.staff_request(&desk.security, "POST", "/api/v1/lockdowns", Some(lockdown))
+    };
+    staff_end_the_call(lock_down, 201, "room_locked_down");
 }
 
 #[test]
 fn cancelling_the_appointment_ends_the_call_for_everyone_within_a_second() {
-    let desk = Desk::new();
-    let appointment = desk.booked(-5, 25);
-    let Call { mut room, mut clinician, .. } = admitted_call(&desk, &appointment);
-    let cancelled = desk.gw.staff_request(
-        &desk.scheduler,
-        "POST",
-        &format!("/api/v1/appointments/{}/cancel", appointment["id"].as_str().unwrap()),
-        Some(json!({ "reason": "Patient transferred" })),
-    );
-    assert_status(&cancelled, 200);
-    room.expect_ended_within("appointment_cancelled", POLICY_LATENCY);
-    clinician.expect_ended_within("appointment_cancelled", POLICY_LATENCY);
+    let cancel = |desk: &Desk, appointment: &Value| {
+        let path = format!("/api/v1/appointments/{}/cancel", appointment["id"].as_str().unwrap());
+        desk.gw.staff_request(&desk.scheduler, "POST", &path, Some(json!({ "reason": "Patient transferred" })))
+    };
+    staff_end_the_call(cancel, 200, "appointment_cancelled");
 }
 
 #[test]
@@ -512,7 +509,20 @@ fn security_sees_live_sessions_as_metadata_only_and_terminates_with_a_reason_eve
         .unwrap()
         .iter()
         .map(|m| {
-            assert_eq!(m.as_object().unwrap().len(), 3, "a member is a name, a role and a state: {m}");
+            assert_eq!(m.as_object().unwrap().len(), 4, "a member is a name, a role, a state and a quality: {m}");
+            // The quality is figures about the connection, nothing that names where it comes from.
+            let mut quality: Vec<&str> = m["quality"].as_object().unwrap().keys().map(String::as_str).collect();
+            quality.sort_unstable();
+            let figures = [
+                "bitrate_in_kbps",
+                "bitrate_out_kbps",
+                "estimate_kbps",
+                "grade",
+                "loss_in_percent",
+                "loss_out_percent",
+                "rtt_ms",
+            ];
+            assert_eq!(quality, figures, "{m}");
             let field = |k: &str| m[k].as_str().unwrap().to_owned();
             (field("display_name"), field("role"), field("state"))
         })
@@ -551,16 +561,7 @@ fn security_sees_live_sessions_as_metadata_only_and_terminates_with_a_reason_eve
     }
     assert_eq!(get_appointment(&desk, id)["status"], "terminated");
     // The session is over: it leaves the list.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let live = desk.gw.staff_request(&desk.security, "GET", "/api/v1/sessions", None);
-        assert_status(&live, 200);
-        if live.json().as_array().unwrap().is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "a terminated session is still listed: {}", live.body);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert_no_live_session(&desk);
 }
 
 #[test]

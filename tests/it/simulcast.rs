@@ -3,15 +3,12 @@
 //! bandwidth-limiting UDP relay run by the test) each get exactly one layer at a time, the one
 //! their own bandwidth estimate allows.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
-use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 
-use crate::client::{JoinOptions, Kind, LAYER_SENDER_OFFSET, LAYERS, Peer, Received};
+use crate::client::{JoinOptions, Kind, LAYER_SENDER_OFFSET, LAYERS, Peer, Received, now_us};
+use crate::relay::{self, Impairment};
 use crate::schedule::Desk;
 use crate::support::media_heavy;
 
@@ -22,70 +19,19 @@ const RELAY_IP: &str = "127.0.0.5";
 
 /// The guest's link towards it: room for the middle layer, not for the top one.
 const SLOW_LINK_BPS: f64 = 600_000.0;
-/// How much a slow link queues before it drops, as a router's buffer does.
-const SLOW_LINK_QUEUE: Duration = Duration::from_millis(200);
-
 const PUBLISH_FOR: Duration = Duration::from_secs(14);
 /// What is judged: the end of the call, once estimates have settled.
 const SETTLED_AFTER: Duration = Duration::from_secs(9);
 
-/// A UDP relay between one client and the gateway's media port. Towards the gateway it passes
-/// everything; towards the client it carries at most `bps`, queuing up to
-/// [`SLOW_LINK_QUEUE`] and dropping beyond. The gateway only ever sees the relay's address and
-/// answers it; nothing is sent to an address that did not send first. Returns the address the
-/// client should use in place of the gateway's.
-async fn slow_link(gateway: SocketAddr, bps: f64) -> SocketAddr {
-    let front = Arc::new(UdpSocket::bind((RELAY_IP, 0)).await.unwrap());
-    let back = Arc::new(UdpSocket::bind((RELAY_IP, 0)).await.unwrap());
-    let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
-    let address = front.local_addr().unwrap();
-
-    let (up_front, up_back, up_client) = (front.clone(), back.clone(), client.clone());
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 2048];
-        while let Ok((len, from)) = up_front.recv_from(&mut buf).await {
-            *up_client.lock().unwrap() = Some(from);
-            let _ = up_back.send_to(&buf[..len], gateway).await;
-        }
-    });
-
-    let (queue, mut queued) = mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 2048];
-        let mut link_free_at = tokio::time::Instant::now();
-        while let Ok((len, _)) = back.recv_from(&mut buf).await {
-            let now = tokio::time::Instant::now();
-            let start = link_free_at.max(now);
-            if start - now > SLOW_LINK_QUEUE {
-                continue; // the buffer is full: dropped
-            }
-            link_free_at = start + Duration::from_secs_f64(len as f64 * 8.0 / bps);
-            if queue.send((link_free_at, buf[..len].to_vec())).is_err() {
-                break;
-            }
-        }
-    });
-    tokio::spawn(async move {
-        while let Some((at, datagram)) = queued.recv().await {
-            tokio::time::sleep_until(at).await;
-            let to = *client.lock().unwrap();
-            if let Some(to) = to {
-                let _ = front.send_to(&datagram, to).await;
-            }
-        }
-    });
-    address
-}
-
 /// The layer index of a frame from the room (peer 1), if it is one.
 fn layer_of(frame: &Received) -> Option<usize> {
-    (1..=LAYERS.len()).find(|n| frame.sender == 1 + LAYER_SENDER_OFFSET * *n as u8).map(|n| n - 1)
+    (1..=LAYERS.len()).find(|n| frame.sender == 1 + LAYER_SENDER_OFFSET * *n as u32).map(|n| n - 1)
 }
 
 /// Checks what `peer` received of the room's camera: each frame intact and of one layer, and
 /// layers following each other (one at a time), never interleaved. Returns the layer of every
-/// frame, and of those sent after [`SETTLED_AFTER`].
-fn layers_received(peer: &Peer, who: &str) -> (Vec<usize>, Vec<usize>) {
+/// frame, and of those sent [`SETTLED_AFTER`] the publishing began at `began_us` (the probe's clock).
+fn layers_received(peer: &Peer, who: &str, began_us: u64) -> (Vec<usize>, Vec<usize>) {
     let mut frames: Vec<Received> =
         peer.received().into_iter().filter(|r| r.kind == Kind::Video && layer_of(r).is_some()).collect();
     // A repeat of a packet already received (a retransmission, or str0m padding with an old
@@ -102,12 +48,13 @@ fn layers_received(peer: &Peer, who: &str) -> (Vec<usize>, Vec<usize>) {
         let layer = layer_of(frame).unwrap();
         match runs.last_mut() {
             Some((l, count, _)) if *l == layer => *count += 1,
-            _ => runs.push((layer, 1, frame.sent_us / 1000)),
+            _ => runs.push((layer, 1, (frame.sent_us - began_us) / 1000)),
         }
     }
     eprintln!("{who}: runs (layer, frames, from ms) {runs:?}");
     assert!(switches <= 6, "{who}: the layer changed {switches} times; layers are being mixed");
-    let settled = frames.iter().filter(|r| r.sent_us >= SETTLED_AFTER.as_micros() as u64).filter_map(layer_of);
+    let settled_from = began_us + SETTLED_AFTER.as_micros() as u64;
+    let settled = frames.iter().filter(|r| r.sent_us >= settled_from).filter_map(layer_of);
     let settled: Vec<usize> = settled.collect();
     let counts: Vec<usize> = (0..LAYERS.len()).map(|l| settled.iter().filter(|x| **x == l).count()).collect();
     eprintln!("{who}: {} frames, {switches} switches; at the end, frames per layer {counts:?}", frames.len());
@@ -128,7 +75,8 @@ fn a_subscriber_behind_a_slow_link_gets_a_lower_layer_and_an_open_one_the_top() 
         let room = Peer::join_with(gw, ROOM_IP.parse().unwrap(), json!({ "device": desk.kiosk }), 1, simulcast).await;
         room.expect("waiting").await;
         let clinician = Peer::join(gw, CLINICIAN_IP.parse().unwrap(), json!({ "link": token }), 2).await;
-        let via = Some(slow_link(gw.media, SLOW_LINK_BPS).await);
+        let slow = Impairment { down_bps: Some(SLOW_LINK_BPS), ..Impairment::default() };
+        let via = Some(relay::start(RELAY_IP.parse().unwrap(), gw.media, slow).await);
         let guest_options = JoinOptions { via, ..Default::default() };
         let guest =
             Peer::join_with(gw, GUEST_IP.parse().unwrap(), json!({ "link": guest_token }), 3, guest_options).await;
@@ -142,7 +90,8 @@ fn a_subscriber_behind_a_slow_link_gets_a_lower_layer_and_an_open_one_the_top() 
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
 
-        let sent = room.publish_simulcast(Instant::now(), PUBLISH_FOR).await;
+        let began_us = now_us();
+        let sent = room.publish_simulcast(PUBLISH_FOR).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         eprintln!("the room sent {sent:?} frames per layer");
 
@@ -150,12 +99,12 @@ fn a_subscriber_behind_a_slow_link_gets_a_lower_layer_and_an_open_one_the_top() 
         // delay packets enough for the estimator to see congestion for a while, and stepping
         // down then is right, so the test does not insist on the last moments.)
         let top = LAYERS.len() - 1;
-        let (all, _) = layers_received(&clinician, "the clinician");
+        let (all, _) = layers_received(&clinician, "the clinician", began_us);
         let on_top = all.iter().filter(|l| **l == top).count();
         assert!(on_top * 10 >= all.len() * 6, "the clinician had the top layer for {on_top} of {} frames", all.len());
 
         // Behind the slow link, the picture goes on at a lower layer.
-        let (_, slow) = layers_received(&guest, "the guest");
+        let (_, slow) = layers_received(&guest, "the guest", began_us);
         assert!(slow.len() >= 100, "the guest's picture all but stopped: {} frames at the end", slow.len());
         assert!(slow.iter().all(|l| *l < top), "the guest behind a slow link still gets the top layer");
         room.close().await;

@@ -29,6 +29,10 @@ pub struct Gateway {
     pub printed: Arc<Mutex<Vec<String>>>,
 }
 
+/// `serve` flags for listeners on loopback at ports the system picks, so runs never collide.
+pub const LOOPBACK_ANY_PORTS: [&str; 6] =
+    ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--media-port", "0"];
+
 impl Gateway {
     /// Starts a gateway in a fresh temporary folder.
     pub fn start() -> (Self, TempDir) {
@@ -39,7 +43,7 @@ impl Gateway {
     /// Starts a gateway whose data and certificate folders live under `dir`. Its clock can be
     /// moved with [`Gateway::advance_clock`].
     pub fn start_in(dir: &Path, extra: &[&str]) -> Self {
-        let mut args = vec!["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--media-port", "0"];
+        let mut args = LOOPBACK_ANY_PORTS.to_vec();
         args.extend_from_slice(extra);
         Self::launch(Command::new(BINARY), dir, &args)
     }
@@ -374,14 +378,7 @@ pub fn https_get(
 
 /// Sends a request with a body over TLS 1.3.
 pub fn https_request_with_body(addr: SocketAddr, ca: &Path, head: &str, body: &[u8]) -> Response {
-    let config = client_config(ca, &rustls::version::TLS13);
-    let mut conn = rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
-    let mut sock = TcpStream::connect(addr).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
-    write!(tls, "{head}Host: localhost\r\nConnection: close\r\n\r\n").unwrap();
-    tls.write_all(body).unwrap();
-    Response::read(&mut tls)
+    tls_exchange(addr, ca, head, body, &rustls::version::TLS13).0
 }
 
 /// Sends `head` (request line and any headers, each ending in CRLF) over TLS and reads the response.
@@ -391,12 +388,25 @@ pub fn https_request(
     head: &str,
     version: &'static rustls::SupportedProtocolVersion,
 ) -> (Response, rustls::ProtocolVersion) {
+    tls_exchange(addr, ca, head, &[], version)
+}
+
+/// Sends `head` and `body` on a connection of its own in TLS `version`; returns the response and
+/// the version negotiated.
+fn tls_exchange(
+    addr: SocketAddr,
+    ca: &Path,
+    head: &str,
+    body: &[u8],
+    version: &'static rustls::SupportedProtocolVersion,
+) -> (Response, rustls::ProtocolVersion) {
     let config = client_config(ca, version);
     let mut conn = rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
     let mut sock = TcpStream::connect(addr).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut tls = rustls::Stream::new(&mut conn, &mut sock);
     write!(tls, "{head}Host: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    tls.write_all(body).unwrap();
     let response = Response::read(&mut tls);
     let version = conn.protocol_version().unwrap();
     (response, version)

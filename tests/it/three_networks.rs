@@ -12,11 +12,12 @@
 //! - A hospital client cannot get anything into the prison through the gateway.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
+use tokio::runtime::Runtime;
 
 use crate::capture::{Capture, Packets};
 use crate::client::{JoinOptions, Peer};
@@ -25,6 +26,7 @@ use crate::netns::{
     CONSULTANT, GATEWAY_HOSPITAL_SIDE, GATEWAY_PRISON_SIDE, HOSPITAL_ADDRESSES, MEDIA_PORT, Networks,
     OTHER_PRISON_HOST, PRISON_ADDRESSES, PRISON_HOSTS, PrisonEgress, ROOM, gateway_for_hospital, gateway_for_prison,
 };
+use crate::support::Gateway;
 
 /// A room that lists other prison hosts as its own candidates, over UDP and TCP, as a
 /// tampered kiosk could: the gateway must never send to them.
@@ -72,22 +74,9 @@ fn consultation_through(egress: PrisonEgress) {
             extra_candidates: ROOM_HOSTILE_CANDIDATES,
             ..JoinOptions::default()
         };
-        let g = gw.clone();
-        let room = prison
-            .spawn(async move { Peer::join_with(&g, ROOM.into(), json!({ "device": kiosk }), 1, options).await })
-            .await
-            .unwrap();
+        let room = join_from(&prison, &gw, ROOM.into(), json!({ "device": kiosk }), 1, options).await;
         room.expect("waiting").await;
-        let options = JoinOptions {
-            gateway: Some(gateway_for_hospital()),
-            extra_candidates: CONSULTANT_HOSTILE_CANDIDATES,
-            ..JoinOptions::default()
-        };
-        let g = gw.clone();
-        let consultant = hospital
-            .spawn(async move { Peer::join_with(&g, CONSULTANT.into(), json!({ "link": link }), 2, options).await })
-            .await
-            .unwrap();
+        let consultant = hostile_consultant_joins(&hospital, &gw, link).await;
         let room_id = room.joined["participant_id"].as_str().unwrap().to_owned();
         consultant.send(json!({ "type": "admit", "participant_id": room_id }));
         room.expect("admitted").await;
@@ -96,10 +85,9 @@ fn consultation_through(egress: PrisonEgress) {
         // Renegotiation (each side gets the other's tracks) settles before publishing.
         tokio::time::sleep(Duration::from_millis(500)).await;
 
-        let epoch = Instant::now();
         let (r, c) = (room.clone(), consultant.clone());
-        let room_sent = prison.spawn(async move { r.publish(epoch, 1, Duration::from_secs(3)).await });
-        let consultant_sent = hospital.spawn(async move { c.publish(epoch, 1, Duration::from_secs(3)).await });
+        let room_sent = prison.spawn(async move { r.publish(1, Duration::from_secs(3)).await });
+        let consultant_sent = hospital.spawn(async move { c.publish(1, Duration::from_secs(3)).await });
         let (room_sent, consultant_sent) = (room_sent.await.unwrap(), consultant_sent.await.unwrap());
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_received(&room, &consultant, consultant_sent);
@@ -200,19 +188,10 @@ fn a_hospital_client_cannot_reach_the_prison_through_the_gateway() {
     let hospital = Networks::runtime(&networks.hospital);
     let main = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     main.block_on(async {
-        let options = JoinOptions {
-            gateway: Some(gateway_for_hospital()),
-            extra_candidates: CONSULTANT_HOSTILE_CANDIDATES,
-            ..JoinOptions::default()
-        };
-        let g = gw.clone();
-        let consultant = hospital
-            .spawn(async move { Peer::join_with(&g, CONSULTANT.into(), json!({ "link": link }), 2, options).await })
-            .await
-            .unwrap();
+        let consultant = hostile_consultant_joins(&hospital, &gw, link).await;
         consultant.wait_connected().await;
         let c = consultant.clone();
-        hospital.spawn(async move { c.publish(Instant::now(), 1, Duration::from_secs(2)).await }).await.unwrap();
+        hospital.spawn(async move { c.publish(1, Duration::from_secs(2)).await }).await.unwrap();
         consultant.close().await;
     });
     hospital.shutdown_background();
@@ -223,6 +202,29 @@ fn a_hospital_client_cannot_reach_the_prison_through_the_gateway() {
     assert!(into_prison.is_empty(), "the gateway sent into the prison ({answers:?}): {into_prison:?}");
     assert_eq!(Networks::counter(&networks.prison, "perimeter", "inbound_refused"), 0);
     assert_eq!(Networks::counter(&networks.dmz, "dmz", "forward_refused"), 0);
+}
+
+/// Joins on `network`'s runtime, so that the peer's sockets live in that network.
+async fn join_from(
+    network: &Runtime,
+    gw: &Arc<Gateway>,
+    ip: IpAddr,
+    credential: Value,
+    id: u32,
+    options: JoinOptions,
+) -> Arc<Peer> {
+    let gw = gw.clone();
+    network.spawn(async move { Peer::join_with(&gw, ip, credential, id, options).await }).await.unwrap()
+}
+
+/// A consultant in the hospital that claims prison addresses as its candidates joins with `link`.
+async fn hostile_consultant_joins(hospital: &Runtime, gw: &Arc<Gateway>, link: String) -> Arc<Peer> {
+    let options = JoinOptions {
+        gateway: Some(gateway_for_hospital()),
+        extra_candidates: CONSULTANT_HOSTILE_CANDIDATES,
+        ..JoinOptions::default()
+    };
+    join_from(hospital, gw, CONSULTANT.into(), json!({ "link": link }), 2, options).await
 }
 
 /// Writes every signalling message `peer` received to `path`, one per line, and returns the

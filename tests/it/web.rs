@@ -148,6 +148,43 @@ fn the_probe_answers_kiosks_and_link_holders_with_bounded_random_bytes() {
 }
 
 #[test]
+fn the_upload_probe_counts_what_a_kiosk_or_link_holder_sends_and_refuses_the_rest() {
+    let desk = Desk::new();
+    let appointment = desk.booked(60, 90);
+    let (token, _) = desk.link(&appointment);
+    let upload = |credential: Option<(&str, &str)>, bytes: &[u8]| {
+        let mut head = format!(
+            "POST /api/v1/probe/upload HTTP/1.1\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n",
+            bytes.len()
+        );
+        if let Some((name, value)) = credential {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        crate::support::https_request_with_body(desk.gw.public, &desk.gw.ca_path(), &head, bytes)
+    };
+    let block = vec![0x5a; 256 * 1024];
+    let by_kiosk = upload(Some(("X-Device-Credential", &desk.kiosk)), &block);
+    assert_eq!(by_kiosk.status, 200, "{}", by_kiosk.body);
+    assert_eq!(by_kiosk.json()["received"], 256 * 1024);
+    let by_link = upload(Some(("X-Join-Link", &token)), &block[..1000]);
+    assert_eq!(by_link.status, 200, "{}", by_link.body);
+    assert_eq!(by_link.json()["received"], 1000);
+
+    let nobody = upload(None, b"hello");
+    assert_eq!(nobody.status, 400);
+    assert_eq!(nobody.json()["code"], "invalid_request");
+    let stranger = upload(Some(("X-Device-Credential", "ghr_unknown")), b"hello");
+    assert_eq!(stranger.status, 401, "{}", stranger.body);
+    assert_eq!(stranger.json()["code"], "not_authenticated");
+    let forged = upload(Some(("X-Join-Link", "eyJhbGciOiJFZERTQSJ9.e30.AAAA")), b"hello");
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert_eq!(desk.refusals("link.refused", "link_invalid").len(), 1);
+    let too_much = upload(Some(("X-Device-Credential", &desk.kiosk)), &vec![0; 1024 * 1024 + 1]);
+    assert_eq!(too_much.status, 413, "{}", too_much.body);
+    assert_eq!(too_much.json()["code"], "too_large");
+}
+
+#[test]
 fn the_door_tells_an_authentic_link_when_it_opens_and_why_it_was_cancelled() {
     let desk = Desk::new();
     let early = desk.booked(60, 90);

@@ -24,18 +24,34 @@ pub fn available() -> bool {
 pub struct Driver {
     child: Child,
     port: u16,
+    /// The network namespace chromedriver and its browsers run in, if not this process's own.
+    netns: Option<String>,
 }
 
 impl Driver {
     pub fn start() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(CHROMEDRIVER)
+        Self::launch(Command::new(CHROMEDRIVER), port, None)
+    }
+
+    /// Starts chromedriver, and so every browser it opens, inside network namespace `netns`:
+    /// the browsers reach only that namespace's networks.
+    pub fn start_in_netns(netns: &str) -> Self {
+        // A fresh namespace has every port free.
+        let port = 9515;
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", netns, CHROMEDRIVER]);
+        Self::launch(command, port, Some(netns.to_owned()))
+    }
+
+    fn launch(mut command: Command, port: u16, netns: Option<String>) -> Self {
+        let child = command
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver");
-        let driver = Self { child, port };
+        let driver = Self { child, port, netns };
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(response) = driver.call("GET", "/status", None)
@@ -49,7 +65,12 @@ impl Driver {
     }
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> std::io::Result<Value> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        let connect = || TcpStream::connect(("127.0.0.1", self.port));
+        // A socket belongs to the namespace it was made in, whichever thread uses it then.
+        let mut stream = match &self.netns {
+            Some(ns) => crate::netns::Networks::within(ns, connect)?,
+            None => connect()?,
+        };
         stream.set_read_timeout(Some(Duration::from_secs(60)))?;
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         write!(

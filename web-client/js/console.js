@@ -432,6 +432,21 @@ $('cancel-form').addEventListener('submit', async (event) => {
 // --- Live sessions -----------------------------------------------------------------------------
 
 const MEMBER_STATE = { waiting: 'in the waiting room', admitted: 'connected', away: 'connection lost, may reconnect' };
+const GRADE_TEXT = { good: 'Good', fair: 'Fair', poor: 'Poor', unknown: 'Unknown' };
+
+/** A member's connection quality as words: the grade, then the round trip and the losses. */
+function qualityItem(member) {
+  const q = member.quality;
+  const figures = [];
+  if (q.rtt_ms !== null && q.rtt_ms !== undefined) figures.push(`round trip ${q.rtt_ms} ms`);
+  if (q.loss_in_percent !== null && q.loss_in_percent !== undefined) figures.push(`${q.loss_in_percent}% lost from them`);
+  if (q.loss_out_percent !== null && q.loss_out_percent !== undefined) figures.push(`${q.loss_out_percent}% lost to them`);
+  const detail = q.grade === 'unknown' ? 'no recent figures' : figures.join(', ');
+  return element('li', {},
+    `${member.role}: `,
+    element('strong', { className: 'link-grade', dataset: { grade: q.grade } }, GRADE_TEXT[q.grade] || q.grade),
+    detail ? ` (${detail})` : '');
+}
 
 async function loadLive() {
   let sessions;
@@ -450,6 +465,7 @@ async function loadLive() {
     element('td', {}, formatTime(s.started)),
     element('td', {}, formatDuration(s.remaining_seconds * 1000)),
     element('td', {}, element('ul', {}, ...s.members.map((m) => element('li', {}, `${m.role}: ${MEMBER_STATE[m.state] || m.state}`)))),
+    element('td', {}, element('ul', { className: 'link-quality' }, ...s.members.map(qualityItem))),
     element('td', {}, element('details', {},
       element('summary', {}, `Join and leave history (${s.history.length})`),
       element('ol', {}, ...s.history.map((h) => element('li', {}, `${formatTime(h.at)} ${h.what}`))))),

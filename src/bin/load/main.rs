@@ -157,7 +157,7 @@ async fn load(cli: Cli) -> Result<()> {
             credentials.push(scheduler.consultation(&label, length).await.context("provisioning")?);
         }
         let credentials = Arc::new(credentials);
-        let target = Target { ws_url: origin.ws_url(), tls };
+        let target = Target { ws_url: origin.ws_url(), tls, connect_to: None };
         let start: Starter = Arc::new(move |i, publishing| {
             let (target, credentials) = (target.clone(), credentials.clone());
             Box::pin(async move { meet::through_gateway(&target, &credentials[i], ids(i), &publishing).await })

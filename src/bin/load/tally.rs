@@ -164,7 +164,12 @@ mod tests {
     use super::*;
 
     fn arrival(sender: u32, kind: Kind, seq: u32, sent_us: u64, latency: u64) -> Arrival {
-        Arrival { stamp: Stamp { sender, kind, seq, sent_us }, received_us: sent_us + latency, intact: true }
+        Arrival {
+            stamp: Stamp { sender, kind, seq, sent_us },
+            received_us: sent_us + latency,
+            intact: true,
+            codec: None,
+        }
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! The connection probe: a participant's device check downloads a few blocks of bytes from the
-//! gateway to measure bandwidth and round-trip time. Only a room's kiosk or the holder of an
-//! authentic join link may use it, and each answer is bounded.
+//! gateway, and uploads a few to it, to measure bandwidth both ways and the round-trip time.
+//! Only a room's kiosk or the holder of an authentic join link may use it, and each transfer is
+//! bounded.
 
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -16,12 +18,16 @@ use crate::auth::Caller;
 use crate::auth::policy::{Principal, Reason};
 use crate::http::error::{ApiError, ErrorBody};
 
-/// The most one probe answer holds: enough to time on a slow prison link, too little to be a
-/// useful amplifier.
+/// The most one probe transfer holds, either way: enough to time on a slow prison link, too
+/// little to be a useful amplifier or a way to fill the gateway's memory.
 pub const MAX_PROBE_BYTES: usize = 1024 * 1024;
 
+/// The headers that carry the credential of an upload, whose body is the bytes themselves.
+pub const DEVICE_CREDENTIAL_HEADER: &str = "x-device-credential";
+pub const JOIN_LINK_HEADER: &str = "x-join-link";
+
 pub fn routes() -> OpenApiRouter<Api> {
-    OpenApiRouter::new().routes(routes!(probe))
+    OpenApiRouter::new().routes(routes!(probe)).routes(routes!(upload))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -35,6 +41,12 @@ pub struct ProbeRequest {
     link: Option<String>,
     /// How many bytes to send back (0 to 1048576); 0 measures the round trip alone.
     bytes: usize,
+}
+
+/// What the gateway received of an upload.
+#[derive(Serialize, ToSchema)]
+pub struct UploadReceipt {
+    received: usize,
 }
 
 /// Sends back `bytes` random bytes, uncompressible, for the device check to time.
@@ -53,9 +65,52 @@ async fn probe(
             format!("bytes: at most {MAX_PROBE_BYTES}"),
         ));
     }
+    authorise(&api, ip, body.device_credential, body.link).await?;
+    let mut bytes = vec![0u8; body.bytes];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| ApiError::internal(&"the system random generator failed"))?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream"), (header::CACHE_CONTROL, "no-store")], bytes)
+        .into_response())
+}
+
+/// Receives up to 1 MiB and says how much arrived, for the device check to time the upload.
+/// The credential travels in a header (`X-Device-Credential` or `X-Join-Link`) and is checked
+/// before a byte of the body is read; the bytes are counted and dropped.
+#[utoipa::path(post, path = "/api/v1/probe/upload", tag = "schedule",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    params(("x-device-credential" = Option<String>, Header, description = "A room kiosk's credential"),
+        ("x-join-link" = Option<String>, Header, description = "A join link's token")),
+    responses((status = 200, body = UploadReceipt), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn upload(
+    State(api): State<Api>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<axum::Json<UploadReceipt>, ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    authorise(&api, ip, header(DEVICE_CREDENTIAL_HEADER), header(JOIN_LINK_HEADER)).await?;
+    let received = axum::body::to_bytes(body, MAX_PROBE_BYTES).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("An upload check sends at most {} KiB.", MAX_PROBE_BYTES / 1024),
+        )
+    })?;
+    Ok(axum::Json(UploadReceipt { received: received.len() }))
+}
+
+/// Lets a transfer through only for a room's kiosk or the holder of an authentic join link;
+/// a refusal is audited where the credential is checked.
+async fn authorise(
+    api: &Api,
+    ip: std::net::IpAddr,
+    credential: Option<String>,
+    link: Option<String>,
+) -> Result<(), ApiError> {
     let now = api.now();
+    let api = api.clone();
     blocking(move || {
-        match (body.device_credential, body.link) {
+        match (credential, link) {
             (Some(credential), None) => {
                 api.schedule.room_of_device(&credential, Some(ip)).map_err(schedule_error)?;
             }
@@ -71,15 +126,11 @@ async fn probe(
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
-                    "Give exactly one of device_credential and link.",
+                    "Give exactly one credential: a room's device credential or a join link.",
                 ));
             }
         }
         Ok(())
     })
-    .await?;
-    let mut bytes = vec![0u8; body.bytes];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| ApiError::internal(&"the system random generator failed"))?;
-    Ok(([(header::CONTENT_TYPE, "application/octet-stream"), (header::CACHE_CONTROL, "no-store")], bytes)
-        .into_response())
+    .await
 }

@@ -1,5 +1,6 @@
-//! Live sessions for security staff: metadata only (who, when, for how long), and termination
-//! with a reason. Security never sees or hears media.
+//! Live sessions for security staff: metadata only (who, when, for how long, how each
+//! member's connection is doing), and termination with a reason. Security never sees or hears
+//! media.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -13,6 +14,7 @@ use super::{Api, ApiJson, Staff, blocking, no_content, schedule_error};
 use crate::auth::policy::{Action, Credential};
 use crate::domain::AppointmentId;
 use crate::http::error::{ApiError, ErrorBody};
+use crate::session::{Grade, Quality};
 
 pub fn routes() -> OpenApiRouter<Api> {
     OpenApiRouter::new().routes(routes!(list_sessions)).routes(routes!(terminate))
@@ -25,6 +27,65 @@ pub struct MemberView {
     role: String,
     /// waiting, admitted or away
     state: String,
+    quality: QualityView,
+}
+
+/// How a member's connection to the gateway is doing: figures about the connection only,
+/// never its media or its address. All figures are absent when the grade is `unknown`.
+#[derive(Serialize, ToSchema)]
+pub struct QualityView {
+    grade: GradeView,
+    /// Round-trip time between the gateway and the member, in milliseconds.
+    rtt_ms: Option<u64>,
+    /// Percent of the member's packets that did not reach the gateway.
+    loss_in_percent: Option<f64>,
+    /// Percent of the gateway's packets that the member reported lost.
+    loss_out_percent: Option<f64>,
+    /// Media received from the member, in kilobits per second.
+    bitrate_in_kbps: Option<u64>,
+    /// Media sent to the member, in kilobits per second.
+    bitrate_out_kbps: Option<u64>,
+    /// The gateway's estimate of the bandwidth towards the member, in kilobits per second.
+    estimate_kbps: Option<u64>,
+}
+
+/// good, fair or poor by the losses and the round trip; unknown when there are no recent
+/// figures (not connected, media stopped, or nothing sent either way yet).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GradeView {
+    Good,
+    Fair,
+    Poor,
+    Unknown,
+}
+
+impl From<Grade> for GradeView {
+    fn from(grade: Grade) -> Self {
+        match grade {
+            Grade::Good => GradeView::Good,
+            Grade::Fair => GradeView::Fair,
+            Grade::Poor => GradeView::Poor,
+            Grade::Unknown => GradeView::Unknown,
+        }
+    }
+}
+
+impl From<Quality> for QualityView {
+    fn from(quality: Quality) -> Self {
+        let figures = quality.figures;
+        // One decimal: finer than that is noise over a two-second interval.
+        let percent = |fraction: Option<f32>| fraction.map(|f| (f64::from(f) * 1000.0).round() / 10.0);
+        QualityView {
+            grade: quality.grade.into(),
+            rtt_ms: figures.and_then(|f| f.rtt).map(|rtt| rtt.as_millis() as u64),
+            loss_in_percent: percent(figures.and_then(|f| f.loss_in)),
+            loss_out_percent: percent(figures.and_then(|f| f.loss_out)),
+            bitrate_in_kbps: figures.map(|f| f.bitrate_in / 1000),
+            bitrate_out_kbps: figures.map(|f| f.bitrate_out / 1000),
+            estimate_kbps: figures.and_then(|f| f.estimate).map(|e| e / 1000),
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -73,7 +134,12 @@ async fn list_sessions(State(api): State<Api>, staff: Staff) -> Result<Json<Vec<
                 members: s
                     .members
                     .into_iter()
-                    .map(|m| MemberView { display_name: m.display_name, role: m.role.into(), state: m.state.into() })
+                    .map(|m| MemberView {
+                        display_name: m.peer.display_name,
+                        role: m.peer.role.into(),
+                        state: m.peer.state.into(),
+                        quality: m.quality.into(),
+                    })
                     .collect(),
                 history: s.history.into_iter().map(|(at, what)| HistoryEntry { at: at.to_string(), what }).collect(),
             })
