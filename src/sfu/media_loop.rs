@@ -63,8 +63,8 @@ pub(crate) struct MediaLoop {
     next_label: u64,
     /// Participants with work since they were last driven.
     dirty: Vec<ParticipantKey>,
-    /// The participants being driven or fanned out to right now: kept between turns so the
-    /// per-packet path allocates nothing of its own.
+    /// The participants being driven or fanned out to right now: kept between turns so that
+    /// neither driving nor fanning a packet out allocates a list of its own.
     scratch: Vec<ParticipantKey>,
     /// Effects waiting to be routed, in the order they happened.
     effects: VecDeque<Effect>,
