@@ -1,10 +1,10 @@
 //! A member's connection quality as security staff see it: the media core's latest figures,
 //! graded good, fair or poor by one pure function, and unknown once they are stale.
 //!
-//! The thresholds are those of the pages' own indicator (`web-client/js/quality.js`), in the
-//! spirit of browsers' and LiveKit's connection quality: a few percent of loss is already
-//! audible, a tenth breaks sound and picture up; a round trip past 300 ms makes people talk
-//! over each other, past 600 ms a conversation is hard.
+//! The thresholds are those of the pages' own indicator (`web-client/js/quality.js`, held to
+//! the same values by a test), in the spirit of browsers' and LiveKit's connection quality: a
+//! few percent of loss is already audible, a tenth breaks sound and picture up; a round trip
+//! past 300 ms makes people talk over each other, past 600 ms a conversation is hard.
 
 use std::time::Duration;
 
@@ -83,6 +83,18 @@ pub fn grade(figures: &LinkQuality) -> Grade {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The pages' own indicator and the console's grade must call the same call fair or poor.
+    #[test]
+    fn the_thresholds_are_those_of_the_pages_indicator() {
+        let script = include_str!("../../web-client/js/quality.js");
+        let expected = format!(
+            "export const LIMITS = {{ goodLoss: {GOOD_LOSS}, fairLoss: {FAIR_LOSS}, goodRttMs: {}, fairRttMs: {} }};",
+            GOOD_RTT.as_millis(),
+            FAIR_RTT.as_millis()
+        );
+        assert!(script.contains(&expected), "web-client/js/quality.js should declare {expected}");
+    }
 
     fn check(loss_in: Option<f32>, loss_out: Option<f32>, rtt_ms: Option<u64>, expected: Grade) {
         let figures =

@@ -3,6 +3,12 @@
 // arrive. Sound is the measure because it always flows (a muted microphone sends silence),
 // while a picture may stop for good reasons (a camera turned off).
 
+/**
+ * Where fair and poor begin. The gateway grades members for the security console on the same
+ * figures (src/session/quality.rs), and a test there holds the two to the same values.
+ */
+export const LIMITS = { goodLoss: 0.02, fairLoss: 0.08, goodRttMs: 300, fairRttMs: 600 };
+
 export class QualityMonitor {
   constructor(call, onChange) {
     this.call = call;
@@ -45,8 +51,9 @@ export class QualityMonitor {
     const silent = this.heard && samples === 0;
     if (samples > 0) this.heard = true;
     let level = 'good';
-    if (pc.connectionState !== 'connected' || silent || concealment > 0.3 || loss > 0.08 || (rtt !== null && rtt > 600)) level = 'poor';
-    else if (concealment > 0.05 || loss > 0.02 || (rtt !== null && rtt > 300)) level = 'fair';
+    if (pc.connectionState !== 'connected' || silent || concealment > 0.3 || loss > LIMITS.fairLoss
+      || (rtt !== null && rtt > LIMITS.fairRttMs)) level = 'poor';
+    else if (concealment > 0.05 || loss > LIMITS.goodLoss || (rtt !== null && rtt > LIMITS.goodRttMs)) level = 'fair';
     if (level !== this.level) {
       this.level = level;
       this.onChange(level, { loss, rtt, concealment });
