@@ -8,7 +8,6 @@
 //!
 //! Needs root, nftables and Chromium: without them it skips, unless `CI` is set, where it fails.
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::browser::chromium_here;
 use crate::client::{JoinOptions, Peer};
-use crate::netns::{CONSULTANT, Networks, PrisonEgress, gateway_for_hospital, gateway_for_prison};
+use crate::netns::{CONSULTANT, Networks, PrisonEgress, gateway_for_hospital, gateway_for_prison, nft};
 use crate::schedule::PASSWORD;
 use crate::support::{Gateway, Session, media_heavy, totp_now};
 use crate::webdriver::Driver;
@@ -50,15 +49,7 @@ fn impair_prison_link(networks: &Networks, loss_percent: Option<u32>) {
     }}
 }}"
         );
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(ruleset.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "nft refused the impairment: {}", String::from_utf8_lossy(&out.stderr));
+        nft(ns, &ruleset);
     }
 }
 

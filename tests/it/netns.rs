@@ -286,7 +286,8 @@ fn output(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn nft(ns: &str, ruleset: &str) {
+/// Loads `ruleset` into the nftables of namespace `ns`.
+pub fn nft(ns: &str, ruleset: &str) {
     let mut child = Command::new("ip")
         .args(["netns", "exec", ns, "nft", "-f", "-"])
         .stdin(Stdio::piped())
