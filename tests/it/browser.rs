@@ -43,10 +43,13 @@ window.gatehouseCall.pc.getStats().then((stats) => {
 });
 "#;
 
-/// True once the live sessions view grades every member's connection on real figures.
+/// True once the live sessions view grades every member's connection on real figures, the
+/// round trip included (a kiosk that has just reloaded is graded on its losses before its first
+/// round trip is measured).
 const MEMBERS_GRADED: &str = r#"
 const grades = [...document.querySelectorAll('#live-body .link-grade')];
-return grades.length >= 2 && grades.every((g) => g.dataset.grade !== 'unknown');
+return grades.length >= 2
+  && grades.every((g) => g.dataset.grade !== 'unknown' && g.parentElement.textContent.includes('round trip'));
 "#;
 
 /// Shares a painted canvas as the screen, the way the Share screen button shares a display
