@@ -18,6 +18,10 @@ use crate::signal::{self, Frame, Peer, protocol};
 /// The WebSocket layer's own limit: a little above the protocol's, so that an oversized
 /// message is answered with an error message rather than a dropped connection.
 const MAX_FRAME_BYTES: usize = protocol::MAX_MESSAGE_BYTES * 2;
+/// What each connection's read buffer holds from the start. Signalling messages are a few
+/// kilobytes; the library's default of 128 KiB per connection would be a tenth of a
+/// consultation's memory. A larger message still arrives whole, over several reads.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
 /// A send that has not gone out by then means the client stopped reading: the connection is
 /// given up rather than let its buffers hold the signalling task.
 const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -49,7 +53,8 @@ pub async fn upgrade(
     let peer =
         Peer { ip: Some(ip), gateway_ip: Some(gateway_ip), browser: browser_cookie(&headers).map(|c| digest(&c)) };
     let (schedule, sessions, clock) = (api.schedule.clone(), api.sessions.clone(), api.clock.clone());
-    ws.max_message_size(MAX_FRAME_BYTES).max_frame_size(MAX_FRAME_BYTES).on_upgrade(move |socket| async move {
+    let ws = ws.read_buffer_size(READ_BUFFER_BYTES).max_message_size(MAX_FRAME_BYTES).max_frame_size(MAX_FRAME_BYTES);
+    ws.on_upgrade(move |socket| async move {
         signal::run(AxumSocket(socket), peer, schedule, sessions, clock).await;
     })
 }

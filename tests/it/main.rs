@@ -14,6 +14,7 @@ mod media;
 mod netns;
 mod quality;
 mod relay;
+mod retransmission;
 mod schedule;
 mod signalling;
 mod simulcast;

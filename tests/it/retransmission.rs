@@ -1,0 +1,75 @@
+//! Recovery of lost video: a webrtc-rs room behind a relay that drops a tenth of its packets
+//! each way, a clean clinician, and the gateway's NACKs and retransmissions between them
+//! restoring the video the link dropped, in both directions, while the audio (which WebRTC
+//! does not retransmit) shows the link really dropped that much.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::client::{JoinOptions, Kind, Peer};
+use crate::relay::{self, Impairment};
+use crate::schedule::Desk;
+use crate::support::media_heavy;
+
+const ROOM_IP: &str = "127.0.0.2";
+const CLINICIAN_IP: &str = "127.0.0.3";
+const RELAY_IP: &str = "127.0.0.5";
+
+/// What the room's relay drops, each way.
+const LOSS: f64 = 0.10;
+const PUBLISH_FOR: Duration = Duration::from_secs(8);
+/// Time for the last retransmissions to arrive once publishing stops.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// The share of `sender`'s payloads of `kind`, numbered from zero up to `sent`, that `receiver`
+/// got at least once.
+fn delivered(receiver: &Peer, sender: &Peer, kind: Kind, sent: u32) -> f64 {
+    let seqs: HashSet<u32> =
+        receiver.received().into_iter().filter(|r| r.kind == kind && r.sender == sender.id).map(|r| r.seq).collect();
+    seqs.iter().filter(|&&seq| seq < sent).count() as f64 / f64::from(sent)
+}
+
+#[test]
+fn retransmission_restores_the_video_a_lossy_link_drops_in_both_directions() {
+    let _heavy = media_heavy();
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let (token, _) = desk.link(&appointment);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let gw = &desk.gw;
+        let lossy = Impairment { loss: LOSS, ..Impairment::default() };
+        let via = Some(relay::start(RELAY_IP.parse().unwrap(), gw.media, lossy).await);
+        let room_options = JoinOptions { via, ..Default::default() };
+        let room =
+            Peer::join_with(gw, ROOM_IP.parse().unwrap(), json!({ "device": desk.kiosk }), 1, room_options).await;
+        room.expect("waiting").await;
+        let clinician = Peer::join(gw, CLINICIAN_IP.parse().unwrap(), json!({ "link": token }), 2).await;
+        let id = room.joined["participant_id"].as_str().unwrap().to_owned();
+        clinician.send(json!({ "type": "admit", "participant_id": id }));
+        room.expect("admitted").await;
+        room.wait_connected().await;
+        clinician.wait_connected().await;
+
+        let (room_sent, clinician_sent) = tokio::join!(room.publish(0, PUBLISH_FOR), clinician.publish(0, PUBLISH_FOR));
+        tokio::time::sleep(SETTLE).await;
+
+        for (receiver, sender, sent, way) in [
+            (&clinician, &room, room_sent, "up from the room"),
+            (&room, &clinician, clinician_sent, "down to the room"),
+        ] {
+            let (audio_sent, video_sent) = sent;
+            let audio = delivered(receiver, sender, Kind::Audio, audio_sent);
+            let video = delivered(receiver, sender, Kind::Video, video_sent);
+            eprintln!("{way}: audio {:.1}% delivered, video {:.1}%", audio * 100.0, video * 100.0);
+            // The audio shows the link's loss, give or take chance and the call's first moments.
+            assert!((0.80..=0.96).contains(&audio), "{way}: {:.1}% of the audio arrived", audio * 100.0);
+            // The video lost as much on the link, and was sent again when its receiver asked.
+            assert!(video >= 0.99, "{way}: only {:.1}% of the video arrived", video * 100.0);
+        }
+        room.close().await;
+        clinician.close().await;
+    });
+}
