@@ -36,13 +36,6 @@ use super::udp_batch;
 /// The longest the loop sleeps with nothing scheduled, so a stalled deadline cannot wedge it.
 const MAX_IDLE: Duration = Duration::from_millis(500);
 
-/// The most datagrams handled per wake-up before the loop looks at its commands, timers and
-/// ICE-TCP again; a batch is a few hundred microseconds of work.
-const RECV_BATCH: usize = 64;
-
-/// Big enough for any datagram on a 1500-byte path, with room for jumbo loopback tests.
-const RECV_BUFFER_BYTES: usize = 2048;
-
 /// Everything the loop owns except the socket and the command receiver, which stay outside
 /// so that `select!` can borrow them while the handlers borrow this mutably.
 pub(crate) struct MediaLoop {
@@ -107,7 +100,7 @@ impl MediaLoop {
         mut tcp: Option<mpsc::Receiver<TcpEvent>>,
         mut commands: mpsc::UnboundedReceiver<Command>,
     ) {
-        let mut buf = vec![0u8; RECV_BUFFER_BYTES];
+        let mut batch = udp_batch::ReceiveBatch::new();
         loop {
             let wake = self.next_wake();
             let woken = tokio::select! {
@@ -115,12 +108,10 @@ impl MediaLoop {
                     Some(command) => Woken::Command(command),
                     None => break,
                 },
-                received = socket.recv_from(&mut buf) => match received {
-                    Ok((len, source)) => Woken::Datagram(len, source),
-                    // UDP receive errors concern one datagram (or a stale ICMP report); the
-                    // socket itself stays usable.
+                ready = socket.readable() => match ready {
+                    Ok(()) => Woken::Readable,
                     Err(e) => {
-                        debug!(error = %e, "media socket receive failed");
+                        debug!(error = %e, "media socket not readable");
                         Woken::Timeout
                     }
                 },
@@ -137,10 +128,7 @@ impl MediaLoop {
             self.now = Instant::now();
             match woken {
                 Woken::Command(command) => self.handle_command(command),
-                Woken::Datagram(len, source) => {
-                    self.handle_datagram(Protocol::Udp, &buf[..len], source);
-                    self.receive_ready(&socket, &mut buf);
-                }
+                Woken::Readable => self.receive_ready(&socket, &mut batch),
                 Woken::Tcp(event) => self.handle_tcp_event(event),
                 Woken::Timeout => {}
             }
@@ -153,22 +141,21 @@ impl MediaLoop {
         info!("media loop stopped");
     }
 
-    /// Handles the datagrams already waiting in the socket, up to a batch, settling after
-    /// each, so that a busy socket costs one wake-up, one scan for due deadlines and one flush
-    /// per batch rather than per datagram.
-    fn receive_ready(&mut self, socket: &UdpSocket, buf: &mut [u8]) {
-        for _ in 1..RECV_BATCH {
-            match socket.try_recv_from(buf) {
-                Ok((len, source)) => {
-                    self.handle_datagram(Protocol::Udp, &buf[..len], source);
+    /// Handles the datagrams waiting in the socket, one batch of them, settling after each, so
+    /// that a busy socket costs one wake-up, one system call, one scan for due deadlines and
+    /// one flush per batch rather than per datagram.
+    fn receive_ready(&mut self, socket: &UdpSocket, batch: &mut udp_batch::ReceiveBatch) {
+        match batch.receive(socket) {
+            Ok(_) => {
+                for (datagram, source) in batch.datagrams() {
+                    self.handle_datagram(Protocol::Udp, datagram, source);
                     self.settle();
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    debug!(error = %e, "media socket receive failed");
-                    return;
-                }
             }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // UDP receive errors concern one datagram (or a stale ICMP report); the socket
+            // itself stays usable.
+            Err(e) => debug!(error = %e, "media socket receive failed"),
         }
     }
 
@@ -584,8 +571,8 @@ impl MediaLoop {
 /// What ended the loop's wait.
 enum Woken {
     Command(Command),
-    /// A datagram of this length from this address is in the receive buffer.
-    Datagram(usize, SocketAddr),
+    /// The UDP socket has datagrams waiting.
+    Readable,
     Tcp(TcpEvent),
     /// A deadline passed (or a receive error that needs no handling).
     Timeout,

@@ -12,7 +12,7 @@
 //!   come through an `IceTcpIntake`, handed over by the shared HTTPS port (which only learns
 //!   from `opens_ice_tcp` which connections are ours) or accepted on a port of ICE-TCP's own;
 //!   they pass packets to the media loop over channels and never touch a participant.
-//! - `udp_batch.rs`: sending a turn's datagrams with as few system calls as possible.
+//! - `udp_batch.rs`: receiving and sending datagrams with as few system calls as possible.
 //! - `participant.rs`: one peer connection, its tracks and its renegotiation.
 //! - `simulcast.rs`: which layer of a simulcast source each subscriber gets.
 //! - `keyframe.rs`: the keyframe-request throttle, per stream (per layer in simulcast).

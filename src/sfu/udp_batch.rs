@@ -1,11 +1,13 @@
-//! Batched sending on the media socket: up to a batch of datagrams per `sendmmsg` system call,
-//! so the fan-out of one packet to its subscribers, and everything else one turn produced,
-//! enters the kernel once rather than once per datagram.
+//! Batched I/O on the media socket: every datagram waiting in the socket, up to a batch, comes
+//! out in one `recvmmsg` system call, and the fan-out of one packet to its subscribers, with
+//! everything else one turn produced, goes in with one `sendmmsg`, rather than one system call
+//! per datagram either way.
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
-use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
+use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 use str0m::net::Transmit;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -13,6 +15,65 @@ use tracing::debug;
 
 /// The most datagrams per system call; a turn rarely produces more.
 const SEND_BATCH: usize = 64;
+
+/// The most datagrams taken per wake-up of the loop, before it looks at its commands, timers and
+/// ICE-TCP again: a batch is a few hundred microseconds of work.
+const RECV_BATCH: usize = 64;
+/// Each datagram's room: more than any datagram on a 1500-byte path. A longer one is cut short
+/// by the kernel and then refused by str0m as malformed, as it would be with one buffer.
+const RECV_SLOT_BYTES: usize = 2048;
+
+/// Receive buffers for a batch, allocated once, and where each received datagram lies in them.
+pub(super) struct ReceiveBatch {
+    buffers: Vec<u8>,
+    /// (slot, length, source) of each datagram of the last batch, in arrival order.
+    received: Vec<(usize, usize, SocketAddr)>,
+}
+
+impl ReceiveBatch {
+    pub(super) fn new() -> Self {
+        ReceiveBatch { buffers: vec![0; RECV_BATCH * RECV_SLOT_BYTES], received: Vec::with_capacity(RECV_BATCH) }
+    }
+
+    /// Takes what waits in the socket, up to a batch, with one `recvmmsg`. `WouldBlock` when
+    /// nothing waits (the socket's readiness is then cleared, so the loop sleeps on it again).
+    pub(super) fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        self.received.clear();
+        let ReceiveBatch { buffers, received } = self;
+        socket.try_io(Interest::READABLE, || {
+            let mut slots = buffers.chunks_exact_mut(RECV_SLOT_BYTES);
+            let mut slices: [[IoSliceMut<'_>; 1]; RECV_BATCH] =
+                std::array::from_fn(|_| [IoSliceMut::new(slots.next().unwrap_or_default())]);
+            // The headers hold raw pointers, so they cannot be kept in the loop's state (which
+            // must be `Send`): one small allocation per batch, never per datagram.
+            let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(RECV_BATCH, None);
+            let messages = recvmmsg(socket.as_raw_fd(), &mut headers, slices.iter_mut(), MsgFlags::MSG_DONTWAIT, None)?;
+            for (slot, message) in messages.enumerate() {
+                // A datagram always has a source; one without is nothing to answer.
+                if let Some(source) = message.address.as_ref().and_then(socket_addr) {
+                    received.push((slot, message.bytes.min(RECV_SLOT_BYTES), source));
+                }
+            }
+            Ok(received.len())
+        })
+    }
+
+    /// The datagrams of the last batch, with their sources, in arrival order.
+    pub(super) fn datagrams(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> + '_ {
+        self.received.iter().map(|&(slot, len, source)| {
+            let start = slot * RECV_SLOT_BYTES;
+            (&self.buffers[start..start + len], source)
+        })
+    }
+}
+
+fn socket_addr(address: &SockaddrStorage) -> Option<SocketAddr> {
+    match (address.as_sockaddr_in(), address.as_sockaddr_in6()) {
+        (Some(v4), _) => Some(SocketAddr::V4((*v4).into())),
+        (_, Some(v6)) => Some(SocketAddr::V6((*v6).into())),
+        _ => None,
+    }
+}
 
 /// Sends every one of `datagrams` on `socket`, waiting while the socket's buffer is full. A
 /// datagram the kernel refuses (no route, too large) is dropped, as the network would drop it.
