@@ -139,6 +139,10 @@ fn rtc_config() -> RtcConfig {
         .enable_opus(true, false)
         .enable_vp8(true)
         .enable_h264(true)
+        // Audio goes on as it comes, as RTP-forwarding SFUs pass it: a lost packet is never
+        // retransmitted, so holding the packets after it (str0m waits for 15, 300 ms of
+        // speech) only delays the voice; the listener's jitter buffer conceals the gap.
+        .set_reordering_size_audio(0)
         // Send-side estimation from TWCC feedback, so a poor link is measured, not flooded.
         .enable_bwe(Some(Bitrate::kbps(INITIAL_BITRATE_KBPS)))
         // Round-trip time, losses and bitrates per connection, for the security console.

@@ -30,6 +30,8 @@ pub struct Received {
     pub seq: u32,
     /// When the sender built it, on the probe's clock ([`now_us`]).
     pub sent_us: u64,
+    /// When it arrived, on the same clock.
+    pub received_us: u64,
     /// The body arrived byte-for-byte as the sender built it.
     pub intact: bool,
     /// It came as an H.264 NAL unit (otherwise VP8, for video).
@@ -44,6 +46,7 @@ impl From<Arrival> for Received {
             sender: stamp.sender,
             seq: stamp.seq,
             sent_us: stamp.sent_us,
+            received_us: arrival.received_us,
             intact: arrival.intact,
             h264: arrival.codec == Some(VideoCodec::H264),
         }
