@@ -4,6 +4,7 @@
 
 use jiff::Timestamp;
 
+use super::throttle::Door;
 use super::{AppointmentView, Change, Schedule, ScheduleError, object_of};
 use crate::audit::{EventKind, Object};
 use crate::auth::device::DeviceHash;
@@ -224,21 +225,24 @@ impl Schedule {
         now: Timestamp,
     ) -> Result<(RoomId, Result<Admission, ScheduleError>), ScheduleError> {
         self.door_attempt(ip, now)?;
-        let (room, device) = self.room_of_device(presented, ip)?;
+        let (room, device) = self.room_of_device(presented, ip, Door::Join)?;
         let caller = Caller::new(Principal::Room { room: room.id, device }, ip);
         Ok((room.id, self.room_admission(&caller, room.id, now)))
     }
 
     /// The room a kiosk's device credential belongs to, and the credential's hash. An unknown
-    /// or revoked credential is refused and audited.
-    pub fn room_of_device(
+    /// or revoked credential is refused and audited as the `door` it came to refuses.
+    fn room_of_device(
         &self,
         presented: &str,
         ip: Option<std::net::IpAddr>,
+        door: Door,
     ) -> Result<(Room, DeviceHash), ScheduleError> {
         let anonymous = Caller::new(Principal::Anonymous, ip);
+        let unknown =
+            || self.refuse_at(door, &anonymous, EventKind::AccessDenied, Reason::NotAuthenticated, Object::default());
         let Some(hash) = device::lookup_hash(presented) else {
-            return Err(self.refuse(&anonymous, EventKind::AccessDenied, Reason::NotAuthenticated, Object::default()));
+            return Err(unknown());
         };
         match self.store.room_by_device(&hash)? {
             Some(room) => Ok((room, DeviceHash(hash))),
@@ -246,9 +250,9 @@ impl Schedule {
                 Some(room) => {
                     let caller = Caller::new(Principal::Room { room, device: DeviceHash(hash) }, ip);
                     let object = Object { room: code(room), ..Object::default() };
-                    self.refuse(&caller, EventKind::AccessDenied, Reason::DeviceRevoked, object)
+                    self.refuse_at(door, &caller, EventKind::AccessDenied, Reason::DeviceRevoked, object)
                 }
-                None => self.refuse(&anonymous, EventKind::AccessDenied, Reason::NotAuthenticated, Object::default()),
+                None => unknown(),
             }),
         }
     }
@@ -261,9 +265,36 @@ impl Schedule {
         ip: Option<std::net::IpAddr>,
         now: Timestamp,
     ) -> Result<(Room, Option<AppointmentView>), ScheduleError> {
-        let (room, _) = self.room_of_device(presented, ip)?;
+        let (room, _) = self.room_of_device(presented, ip, Door::Lookup(now))?;
         let next = self.current_or_next(room.id, now)?;
         Ok((room, next))
+    }
+
+    /// Whether `presented` lets its holder check their connection: a room's enrolled device
+    /// credential, or an authentic and unrevoked join link, even before its window opens.
+    pub fn allow_device_check(
+        &self,
+        presented: DeviceCheckCredential<'_>,
+        ip: Option<std::net::IpAddr>,
+        now: Timestamp,
+    ) -> Result<(), ScheduleError> {
+        match presented {
+            DeviceCheckCredential::Room(credential) => self.room_of_device(credential, ip, Door::Lookup(now)).map(drop),
+            DeviceCheckCredential::Link(token) => match self.link_context(token, now)? {
+                Some(_) => Ok(()),
+                None => {
+                    let anonymous = Caller::new(Principal::Anonymous, ip);
+                    let door = Door::Lookup(now);
+                    Err(self.refuse_at(
+                        door,
+                        &anonymous,
+                        EventKind::LinkRefused,
+                        Reason::LinkInvalid,
+                        Object::default(),
+                    ))
+                }
+            },
+        }
     }
 
     /// What the door may tell the holder of an authentic, unrevoked link whose appointment it
@@ -322,6 +353,15 @@ impl Schedule {
             .find(|a| a.end + self.settings.overrun > now);
         next.map(|a| self.view_of(a)).transpose()
     }
+}
+
+/// What a device check presents, see [`Schedule::allow_device_check`].
+#[derive(Debug, Clone, Copy)]
+pub enum DeviceCheckCredential<'a> {
+    /// A room kiosk's device credential.
+    Room(&'a str),
+    /// A join link's token.
+    Link(&'a str),
 }
 
 /// See [`Schedule::link_context`].

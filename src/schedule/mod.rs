@@ -20,7 +20,7 @@ use crate::domain::{
     RoomId, StaffId, Window,
 };
 use crate::store::{AppointmentFilter, LockdownRecord, Store, StoreError};
-pub use links::{Admission, IssuedLink, LinkContext};
+pub use links::{Admission, DeviceCheckCredential, IssuedLink, LinkContext};
 pub use validate::Invalid;
 
 /// The window allowances, from the configuration.
@@ -167,7 +167,8 @@ pub struct Schedule {
     changes: broadcast::Sender<Change>,
     /// Signs and verifies join links.
     links: Arc<LinkKeys>,
-    /// Join attempts per source address, shared by every door (HTTP and signalling).
+    /// Attempts per source address, shared by every door (HTTP and signalling): every join
+    /// attempt spends from it, and every credential refused at a lookup (see `throttle.rs`).
     throttle: Arc<throttle::DoorThrottle>,
 }
 

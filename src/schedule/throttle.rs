@@ -1,7 +1,13 @@
-//! The door's limit on join attempts per source address, and how its refusals reach the audit
-//! log: the first refusal of a run is recorded as it happens, the rest as one summary per
-//! address per minute with their number, so a flood cannot flood the log and every refusal is
-//! still accounted for.
+//! The door's limit per source address, and how its refusals reach the audit log: the first
+//! refusal of a run is recorded as it happens, the rest as one summary per address per minute
+//! with their number, so a flood cannot flood the log and every refusal is still accounted for.
+//!
+//! One bucket per address (the `--join-burst` and `--join-refill` settings) serves two kinds of
+//! door, which spend from it differently because they are used differently. A join is rare and
+//! starts a session, so every attempt spends, before its credential is looked at. The kiosk's
+//! lookup and the device check are made all day by valid credentials (every kiosk of a ward
+//! behind one address polls every 5 s), so only a refused credential spends: counting every
+//! lookup would turn a ward's own kiosks away.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -52,7 +58,7 @@ struct Source {
 
 /// The per-address limiter. A std mutex: held only for a map lookup.
 pub struct DoorThrottle {
-    /// Join attempts allowed per address.
+    /// Attempts allowed per address: join attempts, and credentials refused at a lookup.
     attempts: Rate,
     sources: Mutex<HashMap<IpAddr, Source>>,
     /// Refusals from addresses that could not be tracked, for the next summary.
@@ -80,7 +86,7 @@ impl DoorThrottle {
             forget_quiet(&mut sources, now);
             if sources.len() >= MAX_SOURCES {
                 // Cannot track it, so it is counted in a summary without an address.
-                tracing::warn!("too many addresses are trying to join at once; refusing new ones");
+                tracing::warn!("too many addresses are being limited at once; refusing new ones");
                 self.untracked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Verdict::Refused { record: false };
             }
@@ -142,12 +148,62 @@ impl DoorThrottle {
     }
 }
 
+/// Which kind of door a credential was presented at: how its refusal counts against the
+/// address's limit.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Door {
+    /// A join, whose attempt was counted before the credential was looked at.
+    Join,
+    /// A lookup that valid credentials make all day (the kiosk's poll, the device check) at
+    /// this time: only its refusal counts.
+    Lookup(Timestamp),
+}
+
 impl Schedule {
     /// Counts a join attempt from `ip` (None: not from the network) against its limit. A
     /// refusal is the policy's `rate_limited`, audited now or in the address's next summary.
     pub(super) fn door_attempt(&self, ip: Option<IpAddr>, now: Timestamp) -> Result<(), ScheduleError> {
         let Some(ip) = ip else { return Ok(()) };
-        let Verdict::Refused { record } = self.throttle.attempt(ip, now) else { return Ok(()) };
+        match self.throttle.attempt(ip, now) {
+            Verdict::Allowed => Ok(()),
+            Verdict::Refused { record } => self.rate_limited(ip, record, now).map_or(Ok(()), Err),
+        }
+    }
+
+    /// Refuses a credential presented at `door`, audited as `kind` with `reason`. At a lookup
+    /// the refusal spends from the address's bucket: while there was a token to spend it is
+    /// answered on its merits and recorded one by one; once the bucket is empty it becomes
+    /// `rate_limited`, recorded at once or in the address's next summary.
+    ///
+    /// The credential is still checked once the bucket is empty, and a valid one still
+    /// answered: only checking it tells a valid one from the rest, and refusing it unchecked
+    /// would refuse the real kiosks of a ward that shares its address with whoever emptied the
+    /// bucket. Checking is cheap (a SHA-256 and an indexed lookup, or an Ed25519 verification
+    /// for a link), and the credentials are 256-bit secrets or signed tokens that cannot be
+    /// guessed, so what the limit must save is not the check but a record per attempt in the
+    /// audit log and the differing answers (unknown, revoked, forged) a prober would learn
+    /// from. Both are saved: beyond the burst every refusal is the same 429, and summarised.
+    pub(super) fn refuse_at(
+        &self,
+        door: Door,
+        caller: &Caller,
+        kind: EventKind,
+        reason: Reason,
+        object: Object,
+    ) -> ScheduleError {
+        if let (Door::Lookup(now), Some(ip)) = (door, caller.ip)
+            && let Verdict::Refused { record } = self.throttle.attempt(ip, now)
+            && let Some(limited) = self.rate_limited(ip, record, now)
+        {
+            return limited;
+        }
+        self.refuse(caller, kind, reason, object)
+    }
+
+    /// The policy's refusal of an address that tried too often, audited now when `record`
+    /// (the first of a run) and otherwise left to the address's next summary; None if the
+    /// policy lets it through after all.
+    fn rate_limited(&self, ip: IpAddr, record: bool, now: Timestamp) -> Option<ScheduleError> {
         let request = Request {
             principal: &Principal::Anonymous,
             action: Action::Join,
@@ -156,16 +212,16 @@ impl Schedule {
             rate_limited: true,
             now,
         };
-        let Decision::Deny(reason) = policy::decide(&request) else { return Ok(()) };
+        let Decision::Deny(reason) = policy::decide(&request) else { return None };
         if !record {
-            return Err(ScheduleError::Denied(reason));
+            return Some(ScheduleError::Denied(reason));
         }
         let anonymous = Caller::new(Principal::Anonymous, Some(ip));
-        Err(self.refuse(&anonymous, EventKind::AccessDenied, reason, Object::default()))
+        Some(self.refuse(&anonymous, EventKind::AccessDenied, reason, Object::default()))
     }
 
-    /// Records the summaries of refused join attempts that are due (all of them when `all`).
-    /// Those that cannot be recorded are kept for the next try.
+    /// Records the summaries of attempts refused for their address's limit that are due (all
+    /// of them when `all`). Those that cannot be recorded are kept for the next try.
     pub async fn record_door_summaries(&self, now: Timestamp, all: bool) {
         let due = self.throttle.due_summaries(now, all);
         for (index, summary) in due.iter().enumerate() {
@@ -175,7 +231,7 @@ impl Schedule {
                 .refused(Reason::RateLimited.code())
                 .with_details(details);
             if let Err(e) = self.audit.append(event).await {
-                tracing::error!(error = %e, "cannot record refused join attempts; will retry");
+                tracing::error!(error = %e, "cannot record attempts refused for their address's limit; will retry");
                 self.throttle.restore(&due[index..]);
                 return;
             }

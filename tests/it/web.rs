@@ -185,6 +185,90 @@ fn the_upload_probe_counts_what_a_kiosk_or_link_holder_sends_and_refuses_the_res
 }
 
 #[test]
+fn refused_credentials_at_the_kiosk_lookup_and_device_checks_are_limited_per_address_and_valid_ones_never() {
+    // A burst of 3, and no refill however slowly the machine runs the test.
+    let desk = Desk::with_settings(&["--join-burst", "3", "--join-refill", "1h"]);
+    let appointment = desk.booked(60, 90);
+    let (token, _) = desk.link(&appointment);
+    let kiosk = |credential: &str| {
+        desk.gw.request("POST", "/api/v1/kiosk", &[], Some(&json!({ "device_credential": credential })))
+    };
+    let probe = |body: serde_json::Value| desk.gw.request("POST", "/api/v1/probe", &[], Some(&body));
+    let upload = |name: &str, value: &str| {
+        let head = format!(
+            "POST /api/v1/probe/upload HTTP/1.1\r\nContent-Type: application/octet-stream\r\nContent-Length: 5\r\n{name}: {value}\r\n"
+        );
+        crate::support::https_request_with_body(desk.gw.public, &desk.gw.ca_path(), &head, b"hello")
+    };
+    let forged_link = "eyJhbGciOiJFZERTQSJ9.e30.AAAA";
+    let answered = |response: &Response, status: u16, code: &str| {
+        assert_eq!(response.status, status, "{}", response.body);
+        assert_eq!(response.json()["code"], code, "{}", response.body);
+    };
+
+    // Valid credentials spend nothing however often they come, like a ward's kiosks polling.
+    for _ in 0..10 {
+        let shown = kiosk(&desk.kiosk);
+        assert_eq!(shown.status, 200, "{}", shown.body);
+    }
+    // The burst: refused credentials are answered on their merits, at each of the doors.
+    answered(&kiosk("ghr_made-up"), 401, "not_authenticated");
+    answered(&probe(json!({ "device_credential": "ghr_made-up", "bytes": 0 })), 401, "not_authenticated");
+    answered(&upload("X-Join-Link", forged_link), 403, "link_invalid");
+    // Then every refused credential from the address gets the same answer at every door,
+    // whatever was wrong with it.
+    for _ in 0..2 {
+        answered(&kiosk("ghr_made-up"), 429, "rate_limited");
+        answered(&probe(json!({ "link": forged_link, "bytes": 0 })), 429, "rate_limited");
+        answered(&upload("X-Device-Credential", "ghr_made-up"), 429, "rate_limited");
+        answered(&upload("X-Join-Link", forged_link), 429, "rate_limited");
+    }
+    // The room's real kiosk and an authentic link are still answered while the bucket is empty.
+    let shown = kiosk(&desk.kiosk);
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    assert_eq!(shown.json()["next"]["id"], appointment["id"]);
+    assert_eq!(probe(json!({ "device_credential": desk.kiosk, "bytes": 10 })).status, 200);
+    assert_eq!(probe(json!({ "link": token, "bytes": 10 })).status, 200);
+    assert_eq!(upload("X-Device-Credential", &desk.kiosk).status, 200);
+    // The bucket is the address's, shared with the joins, which spend before any check.
+    answered(&desk.join_room(&desk.kiosk), 429, "rate_limited");
+
+    // The burst's refusals are recorded one by one; of the nine limited ones, the first at once
+    // and the rest in the address's summary a minute later.
+    assert_eq!(desk.refusals("access.denied", "not_authenticated").len(), 2);
+    assert_eq!(desk.refusals("link.refused", "link_invalid").len(), 1);
+    let limited = desk.refusals("access.denied", "rate_limited");
+    assert_eq!(limited.len(), 1, "{limited:#?}");
+    assert_eq!(limited[0]["record"]["ip"], "127.0.0.1");
+    desk.gw.set_clock_offset(61);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let summary = loop {
+        let limited = desk.refusals("access.denied", "rate_limited");
+        if limited.len() > 1 {
+            assert_eq!(limited.len(), 2, "one summary per address per minute: {limited:#?}");
+            break limited[1]["record"].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no summary of the refused attempts");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(summary["ip"], "127.0.0.1", "{summary}");
+    assert_eq!(summary["details"]["attempts"], 8, "{summary}");
+
+    // The refill is the setting's: still limited a minute on, one more try an hour on.
+    answered(&kiosk("ghr_made-up"), 429, "rate_limited");
+    desk.gw.set_clock_offset(3700);
+    answered(&kiosk("ghr_made-up"), 401, "not_authenticated");
+    answered(&kiosk("ghr_made-up"), 429, "rate_limited");
+
+    // And the API's description says so.
+    let doc = desk.gw.request("GET", "/api/openapi.json", &[], None).json();
+    for path in ["/api/v1/kiosk", "/api/v1/probe", "/api/v1/probe/upload", "/api/v1/join/room", "/api/v1/join/link"] {
+        let described = &doc["paths"][path]["post"]["responses"]["429"]["description"];
+        assert!(described.as_str().is_some_and(|d| d.contains("rate_limited")), "{path}: {described}");
+    }
+}
+
+#[test]
 fn the_door_tells_an_authentic_link_when_it_opens_and_why_it_was_cancelled() {
     let desk = Desk::new();
     let early = desk.booked(60, 90);

@@ -13,10 +13,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{Api, ApiJson, ClientIp, blocking, schedule_error};
-use crate::audit::{EventKind, Object};
-use crate::auth::Caller;
-use crate::auth::policy::{Principal, Reason};
 use crate::http::error::{ApiError, ErrorBody};
+use crate::schedule::DeviceCheckCredential;
 
 /// The most one probe transfer holds, either way: enough to time on a slow prison link, too
 /// little to be a useful amplifier or a way to fill the gateway's memory.
@@ -52,7 +50,8 @@ pub struct UploadReceipt {
 /// Sends back `bytes` random bytes, uncompressible, for the device check to time.
 #[utoipa::path(post, path = "/api/v1/probe", tag = "schedule", request_body = ProbeRequest,
     responses((status = 200, description = "The bytes", content_type = "application/octet-stream"),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this address presented too many refused credentials; a valid credential is still answered", body = ErrorBody)))]
 async fn probe(
     State(api): State<Api>,
     ClientIp(ip): ClientIp,
@@ -80,7 +79,8 @@ async fn probe(
     params(("x-device-credential" = Option<String>, Header, description = "A room kiosk's credential"),
         ("x-join-link" = Option<String>, Header, description = "A join link's token")),
     responses((status = 200, body = UploadReceipt), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this address presented too many refused credentials; a valid credential is still answered", body = ErrorBody)))]
 async fn upload(
     State(api): State<Api>,
     ClientIp(ip): ClientIp,
@@ -100,7 +100,7 @@ async fn upload(
 }
 
 /// Lets a transfer through only for a room's kiosk or the holder of an authentic join link;
-/// a refusal is audited where the credential is checked.
+/// a refusal is audited where the credential is checked, and limited per address there.
 async fn authorise(
     api: &Api,
     ip: std::net::IpAddr,
@@ -110,18 +110,9 @@ async fn authorise(
     let now = api.now();
     let api = api.clone();
     blocking(move || {
-        match (credential, link) {
-            (Some(credential), None) => {
-                api.schedule.room_of_device(&credential, Some(ip)).map_err(schedule_error)?;
-            }
-            (None, Some(token)) => {
-                if api.schedule.link_context(&token, now).map_err(schedule_error)?.is_none() {
-                    let anonymous = Caller::new(Principal::Anonymous, Some(ip));
-                    let refusal =
-                        api.schedule.refuse(&anonymous, EventKind::LinkRefused, Reason::LinkInvalid, Object::default());
-                    return Err(schedule_error(refusal));
-                }
-            }
+        let presented = match (&credential, &link) {
+            (Some(credential), None) => DeviceCheckCredential::Room(credential),
+            (None, Some(token)) => DeviceCheckCredential::Link(token),
             _ => {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
@@ -129,8 +120,8 @@ async fn authorise(
                     "Give exactly one credential: a room's device credential or a join link.",
                 ));
             }
-        }
-        Ok(())
+        };
+        api.schedule.allow_device_check(presented, Some(ip), now).map_err(schedule_error)
     })
     .await
 }
