@@ -853,3 +853,29 @@ fn each_side_decodes_one_clean_layer_of_the_others_simulcast_camera() {
     decodes_one_clean_layer(&consultant, &kiosk, "the consultant");
     kiosk.screenshot("room-sees-simulcast-camera");
 }
+
+#[test]
+fn a_kiosk_behind_a_limited_address_is_still_answered_and_a_refused_credential_is_asked_for_again() {
+    if !chromium_here() {
+        return;
+    }
+    let _heavy = media_heavy();
+    // The kiosks' shared address has used up its allowance of refused credentials, for an hour.
+    let desk = Desk::with_settings(&["--join-burst", "1", "--join-refill", "1h"]);
+    let lookup = |credential: &str| {
+        desk.gw.request("POST", "/api/v1/kiosk", &[], Some(&json!({ "device_credential": credential })))
+    };
+    assert_eq!(lookup("ghr_made-up").status, 401);
+    assert_eq!(lookup("ghr_made-up").status, 429);
+    let driver = Driver::start();
+    let kiosk = driver.browser();
+    // The room's real kiosk still learns its room and measures its connection both ways.
+    set_up_kiosk(&kiosk, &desk);
+    kiosk.wait_text("#connection-result", "upload", WAIT);
+    // A refused credential gets the limit's sentence, and the kiosk asks staff for the right one.
+    // (Away first: from the same page a new fragment alone would not load it again.)
+    kiosk.goto("about:blank");
+    kiosk.goto(&format!("{}/room#credential=ghr_made-up", base(&desk)));
+    let shown = kiosk.wait_text("#setup-reason", "Too many attempts", WAIT);
+    assert!(shown.ends_with("Staff: enter the room credential again."), "{shown}");
+}

@@ -112,7 +112,8 @@ async function poll() {
     return;
   }
   const body = await response.json().catch(() => ({}));
-  if (response.status === 401 || response.status === 403) {
+  // A valid credential is never limited here, so a 429 refuses this credential as well.
+  if (response.status === 401 || response.status === 403 || response.status === 429) {
     askForCredential(sentence(body.code, body));
     return;
   }
