@@ -35,8 +35,17 @@ pub fn assert_received(peer: &Peer, from: &Peer, sent: (u32, u32)) {
 /// The room joins and waits; the clinician joins and admits it (both with `options`, but only
 /// the clinician shares a screen); both peer connections are up and renegotiation has settled.
 async fn admitted_pair(desk: &Desk, token: &str, options: JoinOptions) -> (Arc<Peer>, Arc<Peer>) {
+    admitted_pair_with(desk, token, JoinOptions { share_screen: false, ..options }, options).await
+}
+
+/// [`admitted_pair`] with each side's own options.
+pub async fn admitted_pair_with(
+    desk: &Desk,
+    token: &str,
+    room_options: JoinOptions,
+    options: JoinOptions,
+) -> (Arc<Peer>, Arc<Peer>) {
     let gw = &desk.gw;
-    let room_options = JoinOptions { share_screen: false, ..options };
     let room = Peer::join_with(gw, ROOM_IP.parse().unwrap(), json!({ "device": desk.kiosk }), 1, room_options).await;
     room.expect("waiting").await;
     let clinician = Peer::join_with(gw, CLINICIAN_IP.parse().unwrap(), json!({ "link": token }), 2, options).await;

@@ -6,15 +6,12 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::client::{JoinOptions, Kind, Peer};
+use crate::media::admitted_pair_with;
 use crate::relay::{self, Impairment};
 use crate::schedule::Desk;
 use crate::support::media_heavy;
 
-const ROOM_IP: &str = "127.0.0.2";
-const CLINICIAN_IP: &str = "127.0.0.3";
 const RELAY_IP: &str = "127.0.0.5";
 
 /// What the room's relay drops, each way.
@@ -59,15 +56,7 @@ fn retransmission_restores_the_video_a_lossy_link_drops_in_both_directions() {
         let lossy = Impairment { loss: LOSS, ..Impairment::default() };
         let via = Some(relay::start(RELAY_IP.parse().unwrap(), gw.media, lossy).await);
         let room_options = JoinOptions { via, ..Default::default() };
-        let room =
-            Peer::join_with(gw, ROOM_IP.parse().unwrap(), json!({ "device": desk.kiosk }), 1, room_options).await;
-        room.expect("waiting").await;
-        let clinician = Peer::join(gw, CLINICIAN_IP.parse().unwrap(), json!({ "link": token }), 2).await;
-        let id = room.joined["participant_id"].as_str().unwrap().to_owned();
-        clinician.send(json!({ "type": "admit", "participant_id": id }));
-        room.expect("admitted").await;
-        room.wait_connected().await;
-        clinician.wait_connected().await;
+        let (room, clinician) = admitted_pair_with(&desk, &token, room_options, JoinOptions::default()).await;
 
         let (room_sent, clinician_sent) = tokio::join!(room.publish(0, PUBLISH_FOR), clinician.publish(0, PUBLISH_FOR));
         tokio::time::sleep(SETTLE).await;
