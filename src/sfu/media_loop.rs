@@ -146,7 +146,7 @@ impl MediaLoop {
     /// one flush per batch rather than per datagram.
     fn receive_ready(&mut self, socket: &UdpSocket, batch: &mut udp_batch::ReceiveBatch) {
         match batch.receive(socket) {
-            Ok(_) => {
+            Ok(()) => {
                 for (datagram, source) in batch.datagrams() {
                     self.handle_datagram(Protocol::Udp, datagram, source);
                     self.settle();

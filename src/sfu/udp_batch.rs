@@ -37,7 +37,7 @@ impl ReceiveBatch {
 
     /// Takes what waits in the socket, up to a batch, with one `recvmmsg`. `WouldBlock` when
     /// nothing waits (the socket's readiness is then cleared, so the loop sleeps on it again).
-    pub(super) fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+    pub(super) fn receive(&mut self, socket: &UdpSocket) -> io::Result<()> {
         self.received.clear();
         let ReceiveBatch { buffers, received } = self;
         socket.try_io(Interest::READABLE, || {
@@ -54,7 +54,7 @@ impl ReceiveBatch {
                     received.push((slot, message.bytes.min(RECV_SLOT_BYTES), source));
                 }
             }
-            Ok(received.len())
+            Ok(())
         })
     }
 
