@@ -107,16 +107,24 @@ const RESEND_HISTORY: Duration = Duration::from_secs(1);
 /// Upper bound on that history in packets (str0m's default count), reached only above
 /// about 8 Mbit/s.
 const RESEND_HISTORY_PACKETS: usize = 1000;
-/// Every NACK is answered, as Janus and pion answer them: the pacer already holds what is
-/// sent, retransmissions included, to the estimate. str0m's default instead drops the queued
-/// resends whenever they pass 15 % of the bytes sent, which a lossy link's repeated NACKs
-/// reach; with a short history the frames they held are then lost for good.
+/// Every NACK is answered, as Janus and pion answer them: a receiver asks again for a packet
+/// at most once per round trip, so resends stay in proportion to the loss. str0m's default
+/// instead drops the queued resends whenever they pass 15 % of the bytes sent, which a lossy
+/// link's repeated NACKs reach; with a short history the frames they held are then lost for
+/// good.
 const RESEND_RATIO_CAP: Option<f32> = None;
 
-/// Bounds by time the resend history of a newly opened outgoing video m-line.
-fn keep_resend_history(rtc: &mut Rtc, mid: Mid) {
+/// Sets up a newly opened outgoing video m-line: its resend history is bounded by time, and
+/// its packets go out as they arrive rather than through str0m's pacer. Forwarded video is
+/// already shaped by the publisher's encoder and pacer, and the layers chosen for this
+/// participant fit its estimate; RTP-forwarding SFUs (Janus, mediasoup) do not pace it again.
+/// str0m's pacer held a call's first video by up to 200 ms while its estimate climbed from
+/// the starting rate, and would hold a non-simulcast source up to its 2 s queue limit
+/// whenever the estimate fell below what that source sends.
+fn open_outgoing_video(rtc: &mut Rtc, mid: Mid) {
     if let Some(stream) = rtc.direct_api().stream_tx_by_mid(mid, None) {
         stream.set_rtx_cache(RESEND_HISTORY_PACKETS, RESEND_HISTORY, RESEND_RATIO_CAP);
+        stream.set_unpaced(true);
     }
 }
 
@@ -594,7 +602,7 @@ impl Participant {
                 } else {
                     track.state = TrackOutState::Open(mid);
                     if track.kind == MediaKind::Video {
-                        keep_resend_history(&mut self.rtc, mid);
+                        open_outgoing_video(&mut self.rtc, mid);
                         opened.push(track.source);
                     }
                 }
