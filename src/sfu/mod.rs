@@ -37,7 +37,8 @@
 //! layer, asked of the publisher for that rid through the per-layer throttle, and the media
 //! time is rewritten so the subscriber sees one continuous stream. The estimator is told the
 //! rate being sent and the rate the top layers would need, so it probes upwards. Tracks
-//! without layers are forwarded as before.
+//! without layers are forwarded as before. Forwarded video is not paced again: the
+//! publisher's own pacer has shaped it, and the layers fit each subscriber's estimate.
 //!
 //! Privacy: the gateway is ICE-lite and only answers; it never sends a packet to an address it
 //! has not heard from, and never opens a TCP connection (ICE-TCP is passive only). Answers and offers carry only the gateway's own candidates. Nothing at
