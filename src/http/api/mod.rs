@@ -240,6 +240,8 @@ fn json_error(rejection: JsonRejection) -> ApiError {
 pub fn denied(reason: Reason) -> ApiError {
     let status = match reason {
         Reason::NotAuthenticated => StatusCode::UNAUTHORIZED,
+        // Limits refuse with `RateLimited(RetryAfter)`, answered by `rate_limited` below with
+        // its Retry-After; this is only the status that the bare reason stands for.
         Reason::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         Reason::RoleForbidden
         | Reason::LinkInvalid
