@@ -9,6 +9,7 @@ use super::policy::{Principal, Reason};
 use super::{Caller, code, digest, new_secret, password, totp};
 use crate::audit::{AuditError, AuditLog, EventKind, Object};
 use crate::domain::{StaffId, StaffRole};
+use crate::rate::RetryAfter;
 use crate::store::{SessionRecord, StaffRecord, Store, StoreError};
 
 /// A session unused for this long has ended.
@@ -28,6 +29,9 @@ const SESSION_PREFIX: &str = "ghs_";
 pub enum StaffError {
     #[error("{}", .0.message())]
     Denied(Reason),
+    /// Locked after repeated failures (the policy's `rate_limited`), until the lock lifts.
+    #[error("{}", .0.message())]
+    RateLimited(RetryAfter),
     #[error("{0}")]
     Invalid(String),
     #[error("no staff account is called {0:?}")]
@@ -179,8 +183,9 @@ impl StaffAccounts {
             return Err(self.failed(caller, None, Reason::NotAuthenticated)?);
         };
         let now_s = now.as_second();
-        if record.locked_until.is_some_and(|until| until > now_s) {
-            return Err(self.failed(caller, Some(&record), Reason::RateLimited)?);
+        if let Some(until) = record.locked_until.filter(|until| *until > now_s) {
+            self.audit_failure(caller, Some(&record), Reason::RateLimited)?;
+            return Err(StaffError::RateLimited(RetryAfter::new(SignedDuration::from_secs(until - now_s))));
         }
         let password_ok = password::verify_password(password_text, &record.password_hash);
         let step = match (&record.totp_secret, totp_code) {
@@ -241,9 +246,14 @@ impl StaffAccounts {
     }
 
     fn failed(&self, caller: &Caller, record: Option<&StaffRecord>, reason: Reason) -> Result<StaffError, StaffError> {
+        self.audit_failure(caller, record, reason)?;
+        Ok(StaffError::Denied(reason))
+    }
+
+    fn audit_failure(&self, caller: &Caller, record: Option<&StaffRecord>, reason: Reason) -> Result<(), StaffError> {
         let object = record.map(staff_object).unwrap_or_default();
         self.audit.append_blocking(caller.refusal(EventKind::StaffSignInFailed, reason, object))?;
-        Ok(StaffError::Denied(reason))
+        Ok(())
     }
 
     /// The signed-in staff member behind a session cookie, if the session is still current.
@@ -279,4 +289,32 @@ impl StaffAccounts {
 
 fn staff_object(record: &StaffRecord) -> Object {
     Object { staff: code(record.id), ..Object::default() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{SqliteStore, StaffStore};
+
+    #[test]
+    fn a_locked_account_is_told_how_long_the_lock_has_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        let audit = AuditLog::open(store.database_path(), dir.path()).unwrap();
+        let accounts = StaffAccounts::new(store.clone(), audit);
+        let now = Timestamp::from_second(1_700_000_000).unwrap();
+        let caller = Caller::new(Principal::Anonymous, None);
+        let new =
+            NewStaff { username: "sched", display_name: "Scheduler", role: StaffRole::Scheduler, with_totp: false };
+        let (mut record, _) = accounts.create(&caller, &new, "a long enough password", now).unwrap();
+        // As the tenth failure in a row leaves it.
+        record.locked_until = Some(now.as_second() + LOCKOUT.as_secs());
+        store.update_staff(&record).unwrap();
+
+        let five_minutes_on = now + SignedDuration::from_mins(5);
+        let refused = accounts.sign_in(&caller, "sched", "a long enough password", None, five_minutes_on).unwrap_err();
+        let StaffError::RateLimited(retry_after) = refused else { panic!("{refused:?}") };
+        assert_eq!(retry_after, RetryAfter::new(SignedDuration::from_mins(10)));
+        assert_eq!(retry_after.whole_seconds(), 600);
+    }
 }

@@ -19,6 +19,7 @@ use crate::domain::{
     Appointment, AppointmentId, AppointmentStatus, Guest, GuestKind, Lockdown, LockdownScope, ParticipantId, Room,
     RoomId, StaffId, Window,
 };
+use crate::rate::RetryAfter;
 use crate::store::{AppointmentFilter, LockdownRecord, Store, StoreError};
 pub use links::{Admission, DeviceCheckCredential, IssuedLink, LinkContext};
 pub use validate::Invalid;
@@ -67,6 +68,9 @@ pub enum Change {
 pub enum ScheduleError {
     #[error("{}", .0.message())]
     Denied(Reason),
+    /// The policy's `rate_limited`, with when the caller may next try.
+    #[error("{}", .0.message())]
+    RateLimited(RetryAfter),
     #[error("no such {0}")]
     NotFound(&'static str),
     #[error(transparent)]

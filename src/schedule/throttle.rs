@@ -21,7 +21,7 @@ use crate::audit::{Details, EventKind, Object};
 use crate::auth::Caller;
 use crate::auth::policy::{self, Action, Credential, Decision, Principal, Reason, Request};
 use crate::clock::Clock;
-use crate::rate::{Rate, TokenBucket};
+use crate::rate::{Rate, RetryAfter, TokenBucket};
 
 /// At most one record of refused attempts per address per this long.
 pub const SUMMARY_INTERVAL: SignedDuration = SignedDuration::from_secs(60);
@@ -34,9 +34,10 @@ const MAX_SOURCES: usize = 50_000;
 pub enum Verdict {
     Allowed,
     /// Refused; `record` says whether to audit this refusal now (the first of a run) or leave
-    /// it to the address's next summary.
+    /// it to the address's next summary, and `retry_after` when the address may next try.
     Refused {
         record: bool,
+        retry_after: RetryAfter,
     },
 }
 
@@ -88,7 +89,8 @@ impl DoorThrottle {
                 // Cannot track it, so it is counted in a summary without an address.
                 tracing::warn!("too many addresses are being limited at once; refusing new ones");
                 self.untracked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return Verdict::Refused { record: false };
+                let retry_after = RetryAfter::new(until_one_forgotten(&mut sources, now));
+                return Verdict::Refused { record: false, retry_after };
             }
         }
         let source = sources.entry(ip).or_insert_with(|| Source {
@@ -99,13 +101,14 @@ impl DoorThrottle {
         if source.bucket.take(now) {
             return Verdict::Allowed;
         }
+        let retry_after = RetryAfter::new(source.bucket.until_next(now));
         let recently_recorded = source.recorded_at.is_some_and(|at| now.duration_since(at) < SUMMARY_INTERVAL);
         if recently_recorded || source.unrecorded > 0 {
             source.unrecorded += 1;
-            Verdict::Refused { record: false }
+            Verdict::Refused { record: false, retry_after }
         } else {
             source.recorded_at = Some(now);
-            Verdict::Refused { record: true }
+            Verdict::Refused { record: true, retry_after }
         }
     }
 
@@ -166,7 +169,9 @@ impl Schedule {
         let Some(ip) = ip else { return Ok(()) };
         match self.throttle.attempt(ip, now) {
             Verdict::Allowed => Ok(()),
-            Verdict::Refused { record } => self.rate_limited(ip, record, now).map_or(Ok(()), Err),
+            Verdict::Refused { record, retry_after } => {
+                self.rate_limited(ip, record, retry_after, now).map_or(Ok(()), Err)
+            }
         }
     }
 
@@ -192,8 +197,8 @@ impl Schedule {
         object: Object,
     ) -> ScheduleError {
         if let (Door::Lookup(now), Some(ip)) = (door, caller.ip)
-            && let Verdict::Refused { record } = self.throttle.attempt(ip, now)
-            && let Some(limited) = self.rate_limited(ip, record, now)
+            && let Verdict::Refused { record, retry_after } = self.throttle.attempt(ip, now)
+            && let Some(limited) = self.rate_limited(ip, record, retry_after, now)
         {
             return limited;
         }
@@ -202,8 +207,8 @@ impl Schedule {
 
     /// The policy's refusal of an address that tried too often, audited now when `record`
     /// (the first of a run) and otherwise left to the address's next summary; None if the
-    /// policy lets it through after all.
-    fn rate_limited(&self, ip: IpAddr, record: bool, now: Timestamp) -> Option<ScheduleError> {
+    /// policy lets it through after all. Its `rate_limited` tells when to try again.
+    fn rate_limited(&self, ip: IpAddr, record: bool, retry_after: RetryAfter, now: Timestamp) -> Option<ScheduleError> {
         let request = Request {
             principal: &Principal::Anonymous,
             action: Action::Join,
@@ -213,11 +218,16 @@ impl Schedule {
             now,
         };
         let Decision::Deny(reason) = policy::decide(&request) else { return None };
-        if !record {
-            return Some(ScheduleError::Denied(reason));
-        }
-        let anonymous = Caller::new(Principal::Anonymous, Some(ip));
-        Some(self.refuse(&anonymous, EventKind::AccessDenied, reason, Object::default()))
+        let refused = if record {
+            let anonymous = Caller::new(Principal::Anonymous, Some(ip));
+            self.refuse(&anonymous, EventKind::AccessDenied, reason, Object::default())
+        } else {
+            ScheduleError::Denied(reason)
+        };
+        Some(match refused {
+            ScheduleError::Denied(Reason::RateLimited) => ScheduleError::RateLimited(retry_after),
+            other => other,
+        })
     }
 
     /// Records the summaries of attempts refused for their address's limit that are due (all
@@ -257,6 +267,20 @@ fn forget_quiet(sources: &mut HashMap<IpAddr, Source>, now: Timestamp) {
     sources.retain(|_, source| source.unrecorded > 0 || !source.bucket.is_full(now));
 }
 
+/// How long until `forget_quiet` can forget one of the tracked addresses, making room for
+/// another: the soonest that one's bucket is full again and its refusals have been summarised.
+fn until_one_forgotten(sources: &mut HashMap<IpAddr, Source>, now: Timestamp) -> SignedDuration {
+    let summarised_in = |source: &Source| match (source.unrecorded, source.recorded_at) {
+        (0, _) | (_, None) => SignedDuration::ZERO,
+        (_, Some(at)) => (at + SUMMARY_INTERVAL).duration_since(now).max(SignedDuration::ZERO),
+    };
+    sources
+        .values_mut()
+        .map(|source| source.bucket.until_full(now).max(summarised_in(source)))
+        .min()
+        .unwrap_or(SignedDuration::ZERO)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,9 +292,10 @@ mod tests {
         let other: IpAddr = "192.0.2.8".parse().unwrap();
         let start = Timestamp::now();
         assert!((0..30).all(|_| throttle.attempt(ip, start) == Verdict::Allowed));
-        assert_eq!(throttle.attempt(ip, start), Verdict::Refused { record: true });
+        let retry_after = RetryAfter::new(SignedDuration::from_secs(2));
+        assert_eq!(throttle.attempt(ip, start), Verdict::Refused { record: true, retry_after });
         for _ in 0..9 {
-            assert_eq!(throttle.attempt(ip, start), Verdict::Refused { record: false });
+            assert_eq!(throttle.attempt(ip, start), Verdict::Refused { record: false, retry_after });
         }
         assert_eq!(throttle.attempt(other, start), Verdict::Allowed, "other addresses are not affected");
         assert!(throttle.due_summaries(start + SignedDuration::from_secs(59), false).is_empty());
@@ -281,5 +306,42 @@ mod tests {
         assert_eq!(throttle.attempt(ip, later), Verdict::Allowed);
         throttle.due_summaries(later + SignedDuration::from_mins(2), false);
         assert!(throttle.sources.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_refusal_says_when_the_address_may_next_try() {
+        let limit = JoinLimit { burst: 3, refill: SignedDuration::from_secs(10) };
+        let throttle = DoorThrottle::new(limit);
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let start = Timestamp::now();
+        let refused_for = |at: Timestamp| match throttle.attempt(ip, at) {
+            Verdict::Refused { retry_after, .. } => retry_after,
+            Verdict::Allowed => panic!("let through at {at}"),
+        };
+        assert!((0..3).all(|_| throttle.attempt(ip, start) == Verdict::Allowed));
+        assert_eq!(refused_for(start), RetryAfter::new(limit.refill), "a whole refill from empty");
+        let later = start + SignedDuration::from_secs(4);
+        assert_eq!(refused_for(later), RetryAfter::new(SignedDuration::from_secs(6)), "less as the bucket refills");
+        assert_eq!(throttle.attempt(ip, later + SignedDuration::from_secs(6)), Verdict::Allowed, "and let in then");
+    }
+
+    #[test]
+    fn an_address_beyond_those_tracked_is_told_when_room_is_made() {
+        let throttle = DoorThrottle::new(JoinLimit { burst: 1, refill: SignedDuration::from_secs(10) });
+        let start = Timestamp::now();
+        {
+            let mut sources = throttle.sources.lock().unwrap();
+            for n in 0..MAX_SOURCES {
+                let ip = IpAddr::from(std::net::Ipv6Addr::from(n as u128 + 1));
+                let mut bucket = TokenBucket::new(throttle.attempts, start);
+                bucket.take(start);
+                sources.insert(ip, Source { bucket, unrecorded: 0, recorded_at: None });
+            }
+        }
+        let later = start + SignedDuration::from_secs(3);
+        let newcomer: IpAddr = "192.0.2.9".parse().unwrap();
+        let retry_after = RetryAfter::new(SignedDuration::from_secs(7));
+        assert_eq!(throttle.attempt(newcomer, later), Verdict::Refused { record: false, retry_after });
+        assert_eq!(throttle.attempt(newcomer, later + SignedDuration::from_secs(7)), Verdict::Allowed);
     }
 }

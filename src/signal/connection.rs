@@ -10,6 +10,7 @@ use jiff::Timestamp;
 use tokio::sync::mpsc;
 
 use super::protocol::{self, ClientMessage, Credential};
+use crate::auth::policy::Reason;
 use crate::clock::Clock;
 use crate::rate::{Rate, TokenBucket};
 use crate::schedule::{Schedule, ScheduleError};
@@ -99,6 +100,13 @@ pub async fn run(mut socket: impl Socket, peer: Peer, schedule: Schedule, sessio
         Ok(Err(ScheduleError::Denied(reason))) => {
             socket.send(protocol::error_message(reason.code(), reason.message())).await;
             socket.close(close::REFUSED, reason.code()).await;
+            return;
+        }
+        Ok(Err(ScheduleError::RateLimited(retry_after))) => {
+            let code = Reason::RateLimited.code();
+            let message = retry_after.message();
+            socket.send(protocol::retry_later_message(code, &message, retry_after.whole_seconds())).await;
+            socket.close(close::REFUSED, code).await;
             return;
         }
         Ok(Err(e)) => {
@@ -203,7 +211,7 @@ fn admit(
         Credential::Link { token, appointment_id } => {
             let expected = match appointment_id.map(|id| id.parse()) {
                 Some(Ok(id)) => Some(id),
-                Some(Err(_)) => return Err(ScheduleError::Denied(crate::auth::policy::Reason::LinkInvalid)),
+                Some(Err(_)) => return Err(ScheduleError::Denied(Reason::LinkInvalid)),
                 None => None,
             };
             schedule.redeem_link(&token, expected, peer.browser.as_ref(), peer.ip, now)

@@ -177,6 +177,12 @@ pub fn error_message(code: &str, message: &str) -> String {
     out("error", json!({ "code": code, "message": message }))
 }
 
+/// An error that ends with a limit: `retry_after_s` is how many whole seconds to wait before
+/// trying again.
+pub fn retry_later_message(code: &str, message: &str, retry_after_s: u64) -> String {
+    out("error", json!({ "code": code, "message": message, "retry_after_s": retry_after_s }))
+}
+
 pub fn pong(id: Option<u64>) -> String {
     out("pong", json!({ "id": id }))
 }

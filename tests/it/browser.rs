@@ -876,6 +876,33 @@ fn a_kiosk_behind_a_limited_address_is_still_answered_and_a_refused_credential_i
     // (Away first: from the same page a new fragment alone would not load it again.)
     kiosk.goto("about:blank");
     kiosk.goto(&format!("{}/room#credential=ghr_made-up", base(&desk)));
-    let shown = kiosk.wait_text("#setup-reason", "Too many attempts", WAIT);
-    assert!(shown.ends_with("Staff: enter the room credential again."), "{shown}");
+    // The wait comes from the answer's Retry-After: most of the hour's refill.
+    let shown = kiosk.wait_text("#setup-reason", "Too many attempts. Try again in ", WAIT);
+    assert!(shown.contains(" minutes. Staff: enter the room credential again."), "{shown}");
+}
+
+#[test]
+fn a_locked_staff_account_is_told_at_the_console_when_it_may_sign_in_again() {
+    if !chromium_here() {
+        return;
+    }
+    let _heavy = media_heavy();
+    let desk = Desk::new();
+    let driver = Driver::start();
+    let console = driver.browser();
+    console.goto(&format!("{}/console", base(&desk)));
+    console.wait_text("#signin", "Sign in", WAIT);
+    for _ in 0..10 {
+        let body = json!({ "username": "sched", "password": "wrong password!!" });
+        assert_eq!(desk.gw.request("POST", "/api/v1/session", &[], Some(&body)).status, 401);
+    }
+    // Even the right password is refused now, and the page says how long the lock has left,
+    // from the answer's Retry-After.
+    console.fill("#username", "sched");
+    console.fill("#password", PASSWORD);
+    console.click("#signin-form button[type=submit]");
+    let shown = console.wait_text("#signin-error", "This account is locked after too many failed sign-ins.", WAIT);
+    // 15 minutes, less what the test has taken since the tenth failure.
+    assert!(shown.ends_with("Try again in 15 minutes.") || shown.ends_with("Try again in 14 minutes."), "{shown}");
+    console.assert_accessible("the console's sign-in, locked");
 }

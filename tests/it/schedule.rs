@@ -166,8 +166,16 @@ fn staff_sign_in_needs_password_and_totp_and_locks_after_ten_failures() {
     let locked =
         gw.request("POST", "/api/v1/session", &[], Some(&json!({ "username": "sched", "password": PASSWORD })));
     assert_refused(&locked, 429, "rate_limited");
-    // The lock lifts after 15 minutes.
-    gw.set_clock_offset(16 * 60);
+    // Retry-After says when the lock lifts: 15 minutes after the tenth failure.
+    let wait = locked.retry_after();
+    assert!((14 * 60..=15 * 60).contains(&wait), "Retry-After: {wait}");
+    assert!(locked.json()["message"].as_str().unwrap().contains("15 minutes"), "{}", locked.body);
+    let wait = i64::try_from(wait).unwrap();
+    gw.set_clock_offset(wait - 2);
+    let still_locked =
+        gw.request("POST", "/api/v1/session", &[], Some(&json!({ "username": "sched", "password": PASSWORD })));
+    assert!(still_locked.retry_after() <= 2, "{still_locked:?}");
+    gw.set_clock_offset(wait);
     gw.sign_in("sched", PASSWORD, None);
     gw.set_clock_offset(0);
     assert!(desk.refusals("staff.sign_in_failed", "not_authenticated").len() >= 12);

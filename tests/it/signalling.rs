@@ -1000,14 +1000,38 @@ fn the_join_limit_per_address_is_a_setting() {
         assert_eq!(desk.join_room("ghr_made-up").status, 401);
     }
     let limited = desk.join_room("ghr_made-up");
-    assert_status(&limited, 429);
-    assert_eq!(limited.json()["code"], "rate_limited");
-    // The room's real credential from the same address is refused too, over the WebSocket.
+    // A whole refill from an empty bucket: an hour, less what the test has taken so far.
+    let wait = limited.retry_after();
+    assert!((3500..=3600).contains(&wait), "Retry-After: {wait}");
+    // The room's real credential from the same address is refused too, over the WebSocket,
+    // with the same wait.
     let mut ws = Ws::connect(&desk, Ipv4Addr::LOCALHOST, None);
     ws.send(join_device(&desk.kiosk));
-    ws.expect_error("rate_limited");
+    let refused = ws.expect_error("rate_limited");
+    let told = refused["retry_after_s"].as_u64().unwrap_or_else(|| panic!("no wait: {refused}"));
+    assert!((wait - 1..=wait).contains(&told), "told {told}s over the WebSocket, {wait}s over HTTPS");
     assert_eq!(ws.expect_close(), Some(4401));
     assert_eq!(desk.refusals("access.denied", "rate_limited").len(), 1);
+
+    // Retry-After is when the next attempt is let through: still refused two seconds before,
+    // answered on its merits once it has passed.
+    let wait = i64::try_from(wait).unwrap();
+    desk.gw.set_clock_offset(wait - 2);
+    assert_status(&desk.join_room("ghr_made-up"), 429);
+    desk.gw.set_clock_offset(wait);
+    assert_status(&desk.join_room("ghr_made-up"), 401);
+}
+
+#[test]
+fn a_join_refused_for_its_address_is_let_through_after_its_retry_after() {
+    // One attempt at once, then one every 3 seconds, so that the real wait is short.
+    let desk = Desk::with_settings(&["--join-burst", "1", "--join-refill", "3s"]);
+    desk.booked(-5, 25);
+    assert_status(&desk.join_room("ghr_made-up"), 401);
+    let wait = desk.join_room("ghr_made-up").retry_after();
+    assert!(wait <= 3, "never longer than the refill: {wait}");
+    std::thread::sleep(Duration::from_secs(wait));
+    assert_status(&desk.join_room("ghr_made-up"), 401);
 }
 
 #[test]
@@ -1021,8 +1045,7 @@ fn join_attempts_are_limited_per_address_and_their_refusals_summarised_in_the_au
     }
     for _ in 0..10 {
         let limited = desk.join_room("ghr_made-up");
-        assert_status(&limited, 429);
-        assert_eq!(limited.json()["code"], "rate_limited");
+        assert!(limited.retry_after() > 3500, "{limited:?}");
     }
     // The same address over the WebSocket, even with the room's real credential.
     let mut ws = Ws::connect(&desk, Ipv4Addr::LOCALHOST, None);

@@ -336,6 +336,18 @@ impl Response {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
+
+    /// For a `429 rate_limited`: its `Retry-After`, which must be whole seconds, at least one,
+    /// and the same as the body's `retry_after_s`.
+    pub fn retry_after(&self) -> u64 {
+        assert_eq!(self.status, 429, "{}", self.body);
+        assert_eq!(self.json()["code"], "rate_limited", "{}", self.body);
+        let header = self.header("retry-after").unwrap_or_else(|| panic!("a 429 without Retry-After: {self:?}"));
+        let seconds: u64 = header.parse().unwrap_or_else(|_| panic!("Retry-After is not whole seconds: {header:?}"));
+        assert!(seconds >= 1, "Retry-After: {seconds}");
+        assert_eq!(self.json()["retry_after_s"], seconds, "{}", self.body);
+        seconds
+    }
 }
 
 fn dechunk(mut body: &str) -> String {

@@ -216,12 +216,18 @@ fn refused_credentials_at_the_kiosk_lookup_and_device_checks_are_limited_per_add
     answered(&probe(json!({ "device_credential": "ghr_made-up", "bytes": 0 })), 401, "not_authenticated");
     answered(&upload("X-Join-Link", forged_link), 403, "link_invalid");
     // Then every refused credential from the address gets the same answer at every door,
-    // whatever was wrong with it.
+    // whatever was wrong with it, and is told to wait for the next refill: an hour, less
+    // what the test has taken so far.
     for _ in 0..2 {
-        answered(&kiosk("ghr_made-up"), 429, "rate_limited");
-        answered(&probe(json!({ "link": forged_link, "bytes": 0 })), 429, "rate_limited");
-        answered(&upload("X-Device-Credential", "ghr_made-up"), 429, "rate_limited");
-        answered(&upload("X-Join-Link", forged_link), 429, "rate_limited");
+        for limited in [
+            kiosk("ghr_made-up"),
+            probe(json!({ "link": forged_link, "bytes": 0 })),
+            upload("X-Device-Credential", "ghr_made-up"),
+            upload("X-Join-Link", forged_link),
+        ] {
+            let wait = limited.retry_after();
+            assert!((3500..=3600).contains(&wait), "Retry-After: {wait}");
+        }
     }
     // The room's real kiosk and an authentic link are still answered while the bucket is empty.
     let shown = kiosk(&desk.kiosk);
@@ -254,17 +260,27 @@ fn refused_credentials_at_the_kiosk_lookup_and_device_checks_are_limited_per_add
     assert_eq!(summary["ip"], "127.0.0.1", "{summary}");
     assert_eq!(summary["details"]["attempts"], 8, "{summary}");
 
-    // The refill is the setting's: still limited a minute on, one more try an hour on.
-    answered(&kiosk("ghr_made-up"), 429, "rate_limited");
-    desk.gw.set_clock_offset(3700);
+    // The refill is the setting's: still limited a minute on, one more try once the wait it
+    // is told has passed, an hour on.
+    let wait = kiosk("ghr_made-up").retry_after();
+    assert!((3400..=3540).contains(&wait), "Retry-After a minute on: {wait}");
+    desk.gw.set_clock_offset(61 + i64::try_from(wait).unwrap());
     answered(&kiosk("ghr_made-up"), 401, "not_authenticated");
     answered(&kiosk("ghr_made-up"), 429, "rate_limited");
 
     // And the API's description says so.
     let doc = desk.gw.request("GET", "/api/openapi.json", &[], None).json();
-    for path in ["/api/v1/kiosk", "/api/v1/probe", "/api/v1/probe/upload", "/api/v1/join/room", "/api/v1/join/link"] {
-        let described = &doc["paths"][path]["post"]["responses"]["429"]["description"];
-        assert!(described.as_str().is_some_and(|d| d.contains("rate_limited")), "{path}: {described}");
+    for path in [
+        "/api/v1/kiosk",
+        "/api/v1/probe",
+        "/api/v1/probe/upload",
+        "/api/v1/join/room",
+        "/api/v1/join/link",
+        "/api/v1/session",
+    ] {
+        let limited = &doc["paths"][path]["post"]["responses"]["429"];
+        assert!(limited["description"].as_str().is_some_and(|d| d.contains("rate_limited")), "{path}: {limited}");
+        assert_eq!(limited["headers"]["Retry-After"]["schema"]["type"], "integer", "{path}: {limited}");
     }
 }
 

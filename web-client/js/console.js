@@ -2,6 +2,7 @@
 // links; for security officers live sessions, termination, lockdowns and the audit log.
 import { formatTime, formatDuration } from './clock.js';
 import { zonedToInstant, instantToZoned } from './zones.js';
+import { refusalDetails, waitInWords } from './reasons.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -23,9 +24,11 @@ const SIGNED_OUT = 'You have signed out.';
 const state = { csrf: null, staff: null, rooms: [], tab: null, liveTimer: null, audit: { pages: [], next: null }, appointment: null };
 
 class ApiFailure extends Error {
-  constructor(code, message) {
+  /** `retryAfter`: whole seconds to wait, when a limit refused the request. */
+  constructor(code, message, retryAfter) {
     super(message || 'Something went wrong.');
     this.code = code;
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -45,7 +48,7 @@ async function api(method, path, body) {
   const data = type.includes('json') ? await response.json() : await response.text();
   if (!response.ok) {
     if (response.status === 401 && state.staff) signedOut('Your session has ended. Sign in again.');
-    throw new ApiFailure(data.code, data.message);
+    throw new ApiFailure(data.code, data.message, refusalDetails(response, data).retry_after_s);
   }
   return data;
 }
@@ -133,11 +136,17 @@ $('signin-form').addEventListener('submit', async (event) => {
     $('signin-error').textContent = '';
     signedIn(session);
   } catch (error) {
-    $('signin-error').textContent = error.code === 'not_authenticated'
-      ? 'The username, password or code is not right. Check them and try again.'
-      : error.message;
+    $('signin-error').textContent = signInRefusal(error);
   }
 });
+
+function signInRefusal(error) {
+  if (error.code === 'not_authenticated') return 'The username, password or code is not right. Check them and try again.';
+  if (error.code === 'rate_limited' && error.retryAfter) {
+    return `This account is locked after too many failed sign-ins. Try again in ${waitInWords(error.retryAfter)}.`;
+  }
+  return error.message;
+}
 
 $('sign-out').addEventListener('click', async () => {
   try { await api('DELETE', '/api/v1/session'); } catch { /* signed out either way */ }

@@ -1,7 +1,7 @@
 // The consultant's (or a guest's) page: checks the link at the door, then the camera and
 // microphone, then the waiting room where the clinician admits the room, then the call.
 import { Call } from './call.js';
-import { sentence } from './reasons.js';
+import { sentence, refusalDetails } from './reasons.js';
 import * as clock from './clock.js';
 import { openMedia, listDevices, fillSelect, levelMeter, playTestSound } from './devices.js';
 import { measure, describe } from './probe.js';
@@ -76,7 +76,7 @@ async function checkDoor() {
   const body = await response.json().catch(() => ({}));
   if (body.server_time) clock.syncWith(body.server_time);
   if (!response.ok) {
-    refuse(body.code, body);
+    refuse(body.code, refusalDetails(response, body));
     return;
   }
   page.admission = body;

@@ -46,11 +46,31 @@ const SENTENCES = {
 export const CODES = Object.keys(SENTENCES);
 
 /**
+ * The details of a refused HTTP response: its JSON `body`, with `retry_after_s` from its
+ * `Retry-After` header when a limit says how many seconds to wait.
+ */
+export function refusalDetails(response, body) {
+  const wait = Number(response.headers.get('Retry-After'));
+  return Number.isInteger(wait) && wait > 0 ? { ...body, retry_after_s: wait } : body;
+}
+
+/** A wait of whole `seconds` in words that read well: "1 second", "90 seconds", "15 minutes". */
+export function waitInWords(seconds) {
+  if (seconds <= 1) return '1 second';
+  if (seconds <= 90) return `${seconds} seconds`;
+  if (seconds <= 90 * 60) return `${Math.ceil(seconds / 60)} minutes`;
+  return `${Math.ceil(seconds / 3600)} hours`;
+}
+
+/**
  * The sentence for `code`. `details` may carry `opens` (RFC 3339: when joining opens),
- * `status_reason` (the reason given for a cancellation or lockdown) and, for an `ended`
- * message, the gateway's own `message`.
+ * `status_reason` (the reason given for a cancellation or lockdown), `retry_after_s` (whole
+ * seconds to wait, for `rate_limited`) and, for an `ended` message, the gateway's own `message`.
  */
 export function sentence(code, details = {}) {
+  if (code === 'rate_limited' && details.retry_after_s) {
+    return `Too many attempts. Try again in ${waitInWords(details.retry_after_s)}.`;
+  }
   if (code === 'window_not_open' && details.opens) {
     return `This link opens at ${formatTime(details.opens)}. Come back then; this page will join by itself.`;
   }

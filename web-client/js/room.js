@@ -2,7 +2,7 @@
 // next appointment and a device check, joins by itself when the window opens, shows the call,
 // the end, and goes back to waiting. It survives reloads and network drops on its own.
 import { Call } from './call.js';
-import { sentence } from './reasons.js';
+import { sentence, refusalDetails } from './reasons.js';
 import * as clock from './clock.js';
 import { openMedia, levelMeter, playTestSound } from './devices.js';
 import { measure, plot, describe } from './probe.js';
@@ -114,7 +114,7 @@ async function poll() {
   const body = await response.json().catch(() => ({}));
   // A valid credential is never limited here, so a 429 refuses this credential as well.
   if (response.status === 401 || response.status === 403 || response.status === 429) {
-    askForCredential(sentence(body.code, body));
+    askForCredential(sentence(body.code, refusalDetails(response, body)));
     return;
   }
   if (!response.ok) {

@@ -61,7 +61,7 @@ pub struct KioskView {
 /// The kiosk's room and its current or next appointment.
 #[utoipa::path(post, path = "/api/v1/kiosk", tag = "schedule", request_body = KioskRequest,
     responses((status = 200, body = KioskView), (status = 401, body = ErrorBody), (status = 403, description = "The credential was revoked (device_revoked)", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: this address presented too many refused credentials; a valid credential is still answered", body = ErrorBody)))]
+        (status = 429, description = "`rate_limited`: this address presented too many refused credentials; a valid credential is still answered", body = ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds until an attempt can be let through again")))))]
 async fn kiosk(
     State(api): State<Api>,
     ClientIp(ip): ClientIp,

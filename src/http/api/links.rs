@@ -194,7 +194,7 @@ pub struct LinkJoin {
 /// browser gets `link_bound_elsewhere`.
 #[utoipa::path(post, path = "/api/v1/join/link", tag = "schedule", request_body = LinkJoin,
     responses((status = 200, body = AdmissionView), (status = 403, description = "Refused, with the reason code; an authentic link also learns `opens` (for `window_not_open`) or `status_reason` (for a cancellation or lockdown) and `server_time`", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many join attempts from this address", body = ErrorBody)))]
+        (status = 429, description = "`rate_limited`: too many join attempts from this address", body = ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds until an attempt can be let through again")))))]
 async fn join_with_link(
     State(api): State<Api>,
     ClientIp(ip): ClientIp,
@@ -267,7 +267,7 @@ pub struct RoomJoin {
 /// A room's kiosk asks to enter its current appointment.
 #[utoipa::path(post, path = "/api/v1/join/room", tag = "schedule", request_body = RoomJoin,
     responses((status = 200, body = AdmissionView), (status = 401, body = ErrorBody), (status = 403, description = "Refused, with the reason code", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many join attempts from this address", body = ErrorBody)))]
+        (status = 429, description = "`rate_limited`: too many join attempts from this address", body = ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds until an attempt can be let through again")))))]
 async fn join_as_room(
     State(api): State<Api>,
     ClientIp(ip): ClientIp,

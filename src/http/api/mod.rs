@@ -28,6 +28,7 @@ use crate::audit::{AuditError, AuditLog, EventKind, Object};
 use crate::auth::policy::{Principal, Reason};
 use crate::auth::staff::{StaffAccounts, StaffError, StaffSession};
 use crate::auth::{Caller, digest};
+use crate::rate::RetryAfter;
 use crate::schedule::{Schedule, ScheduleError};
 use crate::store::Store;
 
@@ -239,6 +240,8 @@ fn json_error(rejection: JsonRejection) -> ApiError {
 pub fn denied(reason: Reason) -> ApiError {
     let status = match reason {
         Reason::NotAuthenticated => StatusCode::UNAUTHORIZED,
+        // Limits refuse with `RateLimited(RetryAfter)`, answered by `rate_limited` below with
+        // its Retry-After; this is only the status that the bare reason stands for.
         Reason::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         Reason::RoleForbidden
         | Reason::LinkInvalid
@@ -255,6 +258,11 @@ pub fn denied(reason: Reason) -> ApiError {
         | Reason::BrowserUnknown => StatusCode::FORBIDDEN,
     };
     ApiError::new(status, reason.code(), reason.message())
+}
+
+/// A refusal by a limit: 429 with `Retry-After`, so a client knows when to try again.
+fn rate_limited(retry_after: RetryAfter) -> ApiError {
+    ApiError::rate_limited(Reason::RateLimited.code(), retry_after.message(), retry_after.whole_seconds())
 }
 
 pub fn audit_error(e: AuditError) -> ApiError {
@@ -275,6 +283,7 @@ pub fn audit_error(e: AuditError) -> ApiError {
 pub fn schedule_error(e: ScheduleError) -> ApiError {
     match e {
         ScheduleError::Denied(reason) => denied(reason),
+        ScheduleError::RateLimited(retry_after) => rate_limited(retry_after),
         ScheduleError::NotFound(what) => {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("There is no such {what}."))
         }
@@ -296,6 +305,7 @@ pub fn schedule_error(e: ScheduleError) -> ApiError {
 pub fn staff_error(e: StaffError) -> ApiError {
     match e {
         StaffError::Denied(reason) => denied(reason),
+        StaffError::RateLimited(retry_after) => rate_limited(retry_after),
         StaffError::Invalid(message) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message),
         StaffError::NotFound(_) => ApiError::not_found(),
         StaffError::Audit(e) => audit_error(e),

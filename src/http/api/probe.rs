@@ -51,7 +51,7 @@ pub struct UploadReceipt {
 #[utoipa::path(post, path = "/api/v1/probe", tag = "schedule", request_body = ProbeRequest,
     responses((status = 200, description = "The bytes", content_type = "application/octet-stream"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 429, description = "`rate_limited`: this address presented too many refused credentials; a valid credential is still answered", body = ErrorBody)))]
+        (status = 429, description = "`rate_limited`: this address presented too many refused credentials; a valid credential is still answered", body = ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds until an attempt can be let through again")))))]
 async fn probe(
     State(api): State<Api>,
     ClientIp(ip): ClientIp,
@@ -80,7 +80,7 @@ async fn probe(
         ("x-join-link" = Option<String>, Header, description = "A join link's token")),
     responses((status = 200, body = UploadReceipt), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 429, description = "`rate_limited`: this address presented too many refused credentials; a valid credential is still answered", body = ErrorBody)))]
+        (status = 429, description = "`rate_limited`: this address presented too many refused credentials; a valid credential is still answered", body = ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds until an attempt can be let through again")))))]
 async fn upload(
     State(api): State<Api>,
     ClientIp(ip): ClientIp,
