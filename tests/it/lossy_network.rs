@@ -220,7 +220,8 @@ fn the_kiosk_says_the_connection_is_poor_while_its_link_drops_a_fifth_of_its_pac
 
 /// Chromium's own counters for a page's video, summed over its streams: what it received
 /// (`inbound-rtp`) and what it sent (`outbound-rtp`, one per simulcast layer). A counter this
-/// Chromium does not report is left out.
+/// Chromium does not report is left out. Beside them, the width of the widest video received
+/// now (which simulcast layer the gateway forwards).
 const VIDEO_COUNTERS: &str = r#"
 const done = arguments[arguments.length - 1];
 const counters = {
@@ -230,9 +231,10 @@ const counters = {
   'outbound-rtp': ['packetsSent', 'nackCount', 'pliCount', 'retransmittedPacketsSent', 'retransmittedBytesSent'],
 };
 window.gatehouseCall.pc.getStats().then((stats) => {
-  const totals = { 'inbound-rtp': {}, 'outbound-rtp': {} };
+  const totals = { 'inbound-rtp': {}, 'outbound-rtp': {}, width: 0 };
   stats.forEach((r) => {
     if (r.kind !== 'video' || !counters[r.type]) return;
+    if (r.type === 'inbound-rtp') totals.width = Math.max(totals.width, r.frameWidth || 0);
     for (const name of counters[r.type]) {
       if (typeof r[name] === 'number') totals[r.type][name] = (totals[r.type][name] || 0) + r[name];
     }
@@ -294,9 +296,10 @@ fn print_period(period: &str, from: &Sample, to: &Sample) {
             _ => "-".to_owned(),
         };
         format!(
-            "{} frames decoded, {} dropped; {} packets received, {} lost; {} NACKs sent, {} packets ({} bytes) \
+            "{} frames decoded ({} px wide at the end), {} dropped; {} packets received, {} lost; {} NACKs sent, {} packets ({} bytes) \
              retransmitted received; {} PLIs sent; {} freezes ({:.1} s); jitter buffer {per_frame_ms} ms per frame",
             figure(now.inbound(then, "framesDecoded")),
+            now.0["width"],
             figure(now.inbound(then, "framesDropped")),
             figure(now.inbound(then, "packetsReceived")),
             figure(now.inbound(then, "packetsLost")),
