@@ -225,10 +225,10 @@ fn the_kiosk_says_the_connection_is_poor_while_its_link_drops_a_fifth_of_its_pac
 const VIDEO_COUNTERS: &str = r#"
 const done = arguments[arguments.length - 1];
 const counters = {
-  'inbound-rtp': ['framesDecoded', 'framesDropped', 'packetsReceived', 'packetsLost', 'nackCount', 'pliCount',
+  'inbound-rtp': ['framesReceived', 'framesDecoded', 'framesDropped', 'packetsReceived', 'packetsLost', 'nackCount', 'pliCount',
     'retransmittedPacketsReceived', 'retransmittedBytesReceived', 'freezeCount', 'totalFreezesDuration',
     'jitterBufferDelay', 'jitterBufferEmittedCount'],
-  'outbound-rtp': ['packetsSent', 'nackCount', 'pliCount', 'retransmittedPacketsSent', 'retransmittedBytesSent'],
+  'outbound-rtp': ['framesEncoded', 'packetsSent', 'nackCount', 'pliCount', 'retransmittedPacketsSent', 'retransmittedBytesSent'],
 };
 window.gatehouseCall.pc.getStats().then((stats) => {
   const totals = { 'inbound-rtp': {}, 'outbound-rtp': {}, width: 0 };
@@ -296,8 +296,9 @@ fn print_period(period: &str, from: &Sample, to: &Sample) {
             _ => "-".to_owned(),
         };
         format!(
-            "{} frames decoded ({} px wide at the end), {} dropped; {} packets received, {} lost; {} NACKs sent, {} packets ({} bytes) \
+            "{} frames received, {} decoded ({} px wide at the end), {} dropped; {} packets received, {} lost; {} NACKs sent, {} packets ({} bytes) \
              retransmitted received; {} PLIs sent; {} freezes ({:.1} s); jitter buffer {per_frame_ms} ms per frame",
+            figure(now.inbound(then, "framesReceived")),
             figure(now.inbound(then, "framesDecoded")),
             now.0["width"],
             figure(now.inbound(then, "framesDropped")),
@@ -315,7 +316,8 @@ fn print_period(period: &str, from: &Sample, to: &Sample) {
     eprintln!("{period}:");
     eprintln!("  kiosk, the consultant's video: {}", received(kiosk, kiosk_then));
     eprintln!(
-        "  kiosk, its own video: {} packets sent; {} NACKs received, {} packets ({} bytes) retransmitted; {} PLIs received",
+        "  kiosk, its own video: {} frames encoded (all layers), {} packets sent; {} NACKs received, {} packets ({} bytes) retransmitted; {} PLIs received",
+        figure(kiosk.outbound(kiosk_then, "framesEncoded")),
         figure(kiosk.outbound(kiosk_then, "packetsSent")),
         figure(kiosk.outbound(kiosk_then, "nackCount")),
         figure(kiosk.outbound(kiosk_then, "retransmittedPacketsSent")),
