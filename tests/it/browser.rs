@@ -439,13 +439,19 @@ fn admitted_call<'a>(driver: &'a Driver, desk: &Desk, appointment: &Value) -> (B
     kiosk.wait_text("#lobby-title", "Waiting for the clinician", WAIT);
     assert!(!kiosk.run("return location.href").as_str().unwrap().contains("credential"));
     let consultant = driver.browser();
-    through_device_check(&consultant, &format!("{}/join/{token}", base(desk)));
+    admit_the_waiting_room(&consultant, &kiosk, &format!("{}/join/{token}", base(desk)));
+    (kiosk, consultant)
+}
+
+/// The consultant opens the link, passes the device check and admits the kiosk waiting in the
+/// lobby; both pages then show the call.
+pub fn admit_the_waiting_room(consultant: &Browser<'_>, kiosk: &Browser<'_>, link_url: &str) {
+    through_device_check(consultant, link_url);
     consultant.click("#continue");
     consultant.wait_text("#arrival", "has arrived", WAIT);
     consultant.click("#admit-list button");
     kiosk.wait_for("the call screen", "return !document.getElementById('call').hidden;", WAIT);
     consultant.wait_for("the call screen", "return !document.getElementById('in-call').hidden;", WAIT);
-    (kiosk, consultant)
 }
 
 #[test]
