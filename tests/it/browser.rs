@@ -888,6 +888,29 @@ fn a_kiosk_behind_a_limited_address_is_still_answered_and_a_refused_credential_i
 }
 
 #[test]
+fn a_consultant_turned_away_by_the_door_limit_is_let_in_by_the_page_once_the_wait_is_over() {
+    if !chromium_here() {
+        return;
+    }
+    let _heavy = media_heavy();
+    // One join attempt per address, then one more every 10 s.
+    let desk = Desk::with_settings(&["--join-burst", "1", "--join-refill", "10s"]);
+    let appointment = desk.booked(-5, 25);
+    let (token, _) = desk.link(&appointment);
+    // Another attempt from the same address has just spent the allowance.
+    let spent = desk.gw.request("POST", "/api/v1/join/link", &[], Some(&json!({ "token": "made-up" })));
+    assert!(spent.status != 200 && spent.status != 429, "{} {}", spent.status, spent.body);
+    let driver = Driver::start();
+    let consultant = driver.browser();
+    consultant.goto(&format!("{}/join/{token}", base(&desk)));
+    let shown = consultant.wait_text("#refused-reason", "Too many attempts. Try again in ", WAIT);
+    assert!(shown.ends_with(". This page will try again by itself."), "{shown}");
+    consultant.assert_accessible("the consultant's page turned away by the door limit");
+    // Once the wait is over the page asks again by itself, and the link is let through.
+    consultant.wait_text("#check-verdict", "Pass", WAIT);
+}
+
+#[test]
 fn a_locked_staff_account_is_told_at_the_console_when_it_may_sign_in_again() {
     if !chromium_here() {
         return;

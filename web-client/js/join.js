@@ -46,15 +46,21 @@ function banner(text, kind = 'info') {
 }
 
 function refuse(code, details) {
-  $('refused-reason').textContent = sentence(code, details);
+  let reason = sentence(code, details);
+  // An early link is tried again when it opens, and a refusal by the door's limit once its
+  // wait is over.
+  let wait = null;
+  if (code === 'window_not_open' && details.opens) {
+    wait = Math.max(1000, Date.parse(details.opens) - clock.now() + 1000);
+  } else if (code === 'rate_limited' && details.retry_after_s) {
+    wait = details.retry_after_s * 1000;
+    reason += ' This page will try again by itself.';
+  }
+  $('refused-reason').textContent = reason;
   say('');
   show('refused');
   stopMedia();
-  // An early link is tried again when it opens.
-  if (code === 'window_not_open' && details.opens) {
-    const wait = Math.max(1000, Date.parse(details.opens) - clock.now() + 1000);
-    setTimeout(checkDoor, Math.min(wait, 2 ** 31 - 1));
-  }
+  if (wait !== null) setTimeout(checkDoor, Math.min(wait, 2 ** 31 - 1));
 }
 
 // --- The door ----------------------------------------------------------------------------------
