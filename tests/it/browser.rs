@@ -254,14 +254,17 @@ fn an_appointment_is_booked_joined_admitted_warned_and_closed_by_its_window() {
     console.click("#appointment-close");
 
     // A second booking is moved, then cancelled with a reason.
-    let (_, later_start) = room_time(120);
+    // (Each on its start's date: the end may fall after midnight, on the next day.)
+    let (later_date, later_start) = room_time(120);
     let (_, later_end) = room_time(140);
+    console.fill("#book-date", &later_date);
     console.fill("#book-start", &later_start);
     console.fill("#book-end", &later_end);
     console.click("#book-form button[type=submit]");
     console.wait_text("#appointment-title", &later_start, WAIT);
-    let (_, moved_start) = room_time(150);
+    let (moved_date, moved_start) = room_time(150);
     let (_, moved_end) = room_time(170);
+    console.fill("#reschedule-date", &moved_date);
     console.fill("#reschedule-start", &moved_start);
     console.fill("#reschedule-end", &moved_end);
     console.click("#reschedule-form button[type=submit]");

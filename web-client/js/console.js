@@ -1,7 +1,7 @@
 // The staff console: sign-in with TOTP; for schedulers the day view, bookings, rooms and join
 // links; for security officers live sessions, termination, lockdowns and the audit log.
 import { formatTime, formatDuration } from './clock.js';
-import { zonedToInstant, instantToZoned } from './zones.js';
+import { zonedWindow, instantToZoned } from './zones.js';
 import { refusalDetails, waitInWords } from './reasons.js';
 
 const $ = (id) => document.getElementById(id);
@@ -306,8 +306,7 @@ $('book-form').addEventListener('submit', async (event) => {
   const date = $('book-date').value;
   const body = {
     room_id: room.id,
-    start: zonedToInstant(date, $('book-start').value, room.timezone).toISOString(),
-    end: zonedToInstant(date, $('book-end').value, room.timezone).toISOString(),
+    ...zonedWindow(date, $('book-start').value, $('book-end').value, room.timezone),
     clinician: { name: $('book-clinician').value.trim(), email: $('book-email').value.trim() },
     patient_pseudonym: $('book-patient').value.trim(),
     escort_name: $('book-escort').value.trim(),
@@ -411,12 +410,12 @@ $('reschedule-form').addEventListener('submit', async (event) => {
   const tz = a.room.timezone;
   const date = $('reschedule-date').value;
   try {
-    const moved = await api('POST', `/api/v1/appointments/${a.id}/reschedule`, {
-      start: zonedToInstant(date, $('reschedule-start').value, tz).toISOString(),
-      end: zonedToInstant(date, $('reschedule-end').value, tz).toISOString(),
-    });
+    const moved = await api('POST', `/api/v1/appointments/${a.id}/reschedule`,
+      zonedWindow(date, $('reschedule-start').value, $('reschedule-end').value, tz));
     state.appointment = moved;
     renderAppointment(moved);
+    // The day view follows the appointment to its new day, as it does a new booking.
+    $('day-date').value = date;
     report($('appointment-result'), null, 'Rescheduled. Links already sent keep the old time: reissue them.');
   } catch (error) {
     report($('appointment-result'), error);

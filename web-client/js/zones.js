@@ -11,7 +11,7 @@ function offsetAt(ms, timeZone) {
 }
 
 /** The instant at which it is `date` ("2026-11-24") `time` ("14:15") in `timeZone`. */
-export function zonedToInstant(date, time, timeZone) {
+function zonedToInstant(date, time, timeZone) {
   const [y, m, d] = date.split('-').map(Number);
   const [h, min] = time.split(':').map(Number);
   const wall = Date.UTC(y, m - 1, d, h, min);
@@ -19,6 +19,23 @@ export function zonedToInstant(date, time, timeZone) {
   let instant = wall - offsetAt(wall, timeZone);
   instant = wall - offsetAt(instant, timeZone);
   return new Date(instant);
+}
+
+/**
+ * The window a scheduler typed as a date, a start and an end time in `timeZone`, as ISO
+ * instants. An end at or before the start is on the next day: a consultation that runs past
+ * midnight. (A slip of the finger the other way becomes a window of nearly a day, which the
+ * gateway refuses: consultations are at most four hours.)
+ */
+export function zonedWindow(date, startTime, endTime, timeZone) {
+  const start = zonedToInstant(date, startTime, timeZone);
+  let end = zonedToInstant(date, endTime, timeZone);
+  if (end <= start) {
+    const [y, m, d] = date.split('-').map(Number);
+    const nextDay = new Date(Date.UTC(y, m - 1, d + 1)).toISOString().slice(0, 10);
+    end = zonedToInstant(nextDay, endTime, timeZone);
+  }
+  return { start: start.toISOString(), end: end.toISOString() };
 }
 
 /** {date: "2026-11-24", time: "14:15"} for the instant `when` in `timeZone`. */
