@@ -16,6 +16,8 @@
 //! - `participant.rs`: one peer connection, its tracks and its renegotiation.
 //! - `simulcast.rs`: which layer of a simulcast source each subscriber gets.
 //! - `keyframe.rs`: the keyframe-request throttle, per stream (per layer in simulcast).
+//! - `resend_history.rs`: how long each subscriber's video is kept to answer its NACKs, from
+//!   its round trip.
 //! - `quality.rs`: each connection's round-trip time, losses and bitrates, from str0m's
 //!   statistics, reported as [`SfuEvent::Quality`] every few seconds.
 //! - `sans_io.rs` (only with the `bench` feature): the loop driven by hand, for benchmarks.
@@ -55,6 +57,7 @@ mod keyframe;
 mod media_loop;
 mod participant;
 mod quality;
+mod resend_history;
 #[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod sans_io;

@@ -16,6 +16,7 @@ use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid, Rid, Rids};
 use str0m::net::{TcpType, Transmit};
+use str0m::rtp::StreamTx;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 use tracing::debug;
 
@@ -26,6 +27,7 @@ use super::handle::{ClientOffer, Fingerprints};
 use super::ids::{ParticipantKey, SessionKey};
 use super::keyframe::{KEYFRAME_REQUEST_INTERVAL, LayerThrottles};
 use super::quality::QualityMeter;
+use super::resend_history::ResendHistory;
 use super::simulcast::{self, ALLOCATION_INTERVAL, RateMeter, SimulcastForwarder};
 
 /// One published track, named by who publishes it and its m-line on their connection.
@@ -99,14 +101,6 @@ pub(crate) enum Ending {
     Failed(FailureReason),
 }
 
-/// How long sent video packets are kept to answer a subscriber's NACK: libwebrtc's own
-/// minimum history, several rounds of NACK and retransmission on any round trip a consultation
-/// survives. str0m keeps three seconds by default, which at 1.5 Mbit/s is about 600 KB per
-/// subscriber's stream: most of a consultation's memory.
-const RESEND_HISTORY: Duration = Duration::from_secs(1);
-/// Upper bound on that history in packets (str0m's default count), reached only above
-/// about 8 Mbit/s.
-const RESEND_HISTORY_PACKETS: usize = 1000;
 /// Every NACK is answered, as Janus and pion answer them: a receiver asks again for a packet
 /// at most once per round trip, so resends stay in proportion to the loss. str0m's default
 /// instead drops the queued resends whenever they pass 15 % of the bytes sent, which a lossy
@@ -114,18 +108,24 @@ const RESEND_HISTORY_PACKETS: usize = 1000;
 /// good.
 const RESEND_RATIO_CAP: Option<f32> = None;
 
-/// Sets up a newly opened outgoing video m-line: its resend history is bounded by time, and
-/// its packets go out as they arrive rather than through str0m's pacer. Forwarded video is
-/// already shaped by the publisher's encoder and pacer, and the layers chosen for this
-/// participant fit its estimate; RTP-forwarding SFUs (Janus, mediasoup) do not pace it again.
+/// Sets up a newly opened outgoing video m-line: its resend history covers this participant's
+/// round trip, and its packets go out as they arrive rather than through str0m's pacer.
+/// Forwarded video is already shaped by the publisher's encoder and pacer, and the layers
+/// chosen for this participant fit its estimate; RTP-forwarding SFUs (Janus, mediasoup) do not
+/// pace it again.
 /// str0m's pacer held a call's first video by up to 200 ms while its estimate climbed from
 /// the starting rate, and would hold a non-simulcast source up to its 2 s queue limit
 /// whenever the estimate fell below what that source sends.
-fn open_outgoing_video(rtc: &mut Rtc, mid: Mid) {
+fn open_outgoing_video(rtc: &mut Rtc, mid: Mid, history: ResendHistory) {
     if let Some(stream) = rtc.direct_api().stream_tx_by_mid(mid, None) {
-        stream.set_rtx_cache(RESEND_HISTORY_PACKETS, RESEND_HISTORY, RESEND_RATIO_CAP);
+        keep_for_resending(stream, history);
         stream.set_unpaced(true);
     }
+}
+
+/// Gives an outgoing video stream its resend history (dropping what it held).
+fn keep_for_resending(stream: &mut StreamTx, history: ResendHistory) {
+    stream.set_rtx_cache(history.packets(), history.kept(), RESEND_RATIO_CAP);
 }
 
 /// A participant and the str0m state machine of its peer connection.
@@ -170,6 +170,8 @@ pub(crate) struct Participant {
     pub(crate) candidates: Advertised,
     /// Gathers str0m's statistics into the quality reported to the caller.
     quality: QualityMeter,
+    /// How long the video sent to this participant is kept for its NACKs, from its round trip.
+    resend_history: ResendHistory,
 }
 
 impl Participant {
@@ -218,6 +220,7 @@ impl Participant {
             bwe_told: (0, 0),
             candidates: candidates.clone(),
             quality: QualityMeter::default(),
+            resend_history: ResendHistory::default(),
         };
         Ok((participant, answer))
     }
@@ -338,10 +341,30 @@ impl Participant {
     /// (they all come before its next timeout). Nothing is reported before the connection is
     /// up, when there is nothing to measure.
     fn report_quality(&mut self) {
-        if let Some(quality) = self.quality.take()
-            && self.connected
-        {
+        let Some(quality) = self.quality.take() else {
+            return;
+        };
+        if let Some(rtt) = quality.rtt {
+            self.cover_round_trip(rtt);
+        }
+        if self.connected {
             self.effects.push(Effect::Event(SfuEvent::Quality { participant: self.key, quality }));
+        }
+    }
+
+    /// Lengthens the resend history of every open outgoing video stream when this
+    /// participant's round trip has grown past what it covers.
+    fn cover_round_trip(&mut self, rtt: Duration) {
+        if !self.resend_history.cover(rtt) {
+            return;
+        }
+        debug!(participant = %self.key, kept_ms = self.resend_history.kept().as_millis(), "resend history lengthened");
+        for track in &self.tracks_out {
+            if let (TrackOutState::Open(mid), MediaKind::Video) = (track.state, track.kind)
+                && let Some(stream) = self.rtc.direct_api().stream_tx_by_mid(mid, None)
+            {
+                keep_for_resending(stream, self.resend_history);
+            }
         }
     }
 
@@ -602,7 +625,7 @@ impl Participant {
                 } else {
                     track.state = TrackOutState::Open(mid);
                     if track.kind == MediaKind::Video {
-                        open_outgoing_video(&mut self.rtc, mid);
+                        open_outgoing_video(&mut self.rtc, mid, self.resend_history);
                         opened.push(track.source);
                     }
                 }

@@ -1,6 +1,6 @@
 //! A UDP relay that a test puts between one webrtc-rs client and the gateway's media port, to
-//! impair the path as a poor network does: random loss both ways, and a bandwidth limit with a
-//! router's queue towards the client. The gateway only ever sees the relay's address and
+//! impair the path as a poor network does: random loss and a fixed delay both ways, and a
+//! bandwidth limit with a router's queue towards the client. The gateway only ever sees the relay's address and
 //! answers it; nothing is sent to an address that did not send first.
 
 use std::net::{IpAddr, SocketAddr};
@@ -18,6 +18,8 @@ const SLOW_LINK_QUEUE: Duration = Duration::from_millis(200);
 pub struct Impairment {
     /// The fraction (0 to 1) of datagrams dropped in each direction, at random.
     pub loss: f64,
+    /// How long every datagram takes, in each direction (half the round trip it adds).
+    pub delay: Duration,
     /// At most this many bits per second towards the client, queuing up to
     /// [`SLOW_LINK_QUEUE`] and dropping beyond; no limit when None.
     pub down_bps: Option<f64>,
@@ -30,20 +32,25 @@ pub async fn start(ip: IpAddr, gateway: SocketAddr, impairment: Impairment) -> S
     let back = Arc::new(UdpSocket::bind((ip, 0)).await.unwrap());
     let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
     let address = front.local_addr().unwrap();
+    let front_for_down = front.clone();
 
-    let (up_front, up_back, up_client) = (front.clone(), back.clone(), client.clone());
+    let up = delayed_link(back.clone(), move || Some(gateway));
+    let up_client = client.clone();
     tokio::spawn(async move {
         let mut dice = Dice::new(0x5eed_0001);
         let mut buf = vec![0u8; 2048];
-        while let Ok((len, from)) = up_front.recv_from(&mut buf).await {
+        while let Ok((len, from)) = front.recv_from(&mut buf).await {
             *up_client.lock().unwrap() = Some(from);
             if !dice.below(impairment.loss) {
-                let _ = up_back.send_to(&buf[..len], gateway).await;
+                let deliver_at = tokio::time::Instant::now() + impairment.delay;
+                if up.send((deliver_at, buf[..len].to_vec())).is_err() {
+                    break;
+                }
             }
         }
     });
 
-    let (queue, mut queued) = mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let down = delayed_link(front_for_down, move || *client.lock().unwrap());
     tokio::spawn(async move {
         let mut dice = Dice::new(0x5eed_0002);
         let mut buf = vec![0u8; 2048];
@@ -53,30 +60,39 @@ pub async fn start(ip: IpAddr, gateway: SocketAddr, impairment: Impairment) -> S
                 continue;
             }
             let now = tokio::time::Instant::now();
-            let mut deliver_at = now;
+            let mut leaves_at = now;
             if let Some(bps) = impairment.down_bps {
                 let start = link_free_at.max(now);
                 if start - now > SLOW_LINK_QUEUE {
                     continue; // the buffer is full: dropped
                 }
                 link_free_at = start + Duration::from_secs_f64(len as f64 * 8.0 / bps);
-                deliver_at = link_free_at;
+                leaves_at = link_free_at;
             }
-            if queue.send((deliver_at, buf[..len].to_vec())).is_err() {
+            if down.send((leaves_at + impairment.delay, buf[..len].to_vec())).is_err() {
                 break;
             }
         }
     });
+    address
+}
+
+/// One direction of the link: datagrams queued with the time each is due are sent from
+/// `socket` to wherever `to` says then, in order.
+fn delayed_link(
+    socket: Arc<UdpSocket>,
+    to: impl Fn() -> Option<SocketAddr> + Send + 'static,
+) -> mpsc::UnboundedSender<(tokio::time::Instant, Vec<u8>)> {
+    let (queue, mut queued) = mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
     tokio::spawn(async move {
         while let Some((at, datagram)) = queued.recv().await {
             tokio::time::sleep_until(at).await;
-            let to = *client.lock().unwrap();
-            if let Some(to) = to {
-                let _ = front.send_to(&datagram, to).await;
+            if let Some(to) = to() {
+                let _ = socket.send_to(&datagram, to).await;
             }
         }
     });
-    address
+    queue
 }
 
 /// A small xorshift generator: loss at random, so that it falls on every stream alike rather

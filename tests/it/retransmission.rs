@@ -1,7 +1,8 @@
 //! Recovery of lost video: a webrtc-rs room behind a relay that drops a tenth of its packets
 //! each way, a clean clinician, and the gateway's NACKs and retransmissions between them
 //! restoring the video the link dropped, in both directions, while the audio (which WebRTC
-//! does not retransmit) shows the link really dropped that much.
+//! does not retransmit) shows the link really dropped that much. Behind a long round trip,
+//! the same once the gateway has measured it and kept its resends for long enough.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -23,9 +24,16 @@ const SETTLE: Duration = Duration::from_secs(1);
 /// The share of `sender`'s payloads of `kind`, numbered from zero up to `sent`, that `receiver`
 /// got at least once.
 fn delivered(receiver: &Peer, sender: &Peer, kind: Kind, sent: u32) -> f64 {
+    delivered_from(receiver, sender, kind, 0, sent)
+}
+
+/// The share of `sender`'s payloads of `kind` numbered from `first` up to `sent` that
+/// `receiver` got at least once.
+fn delivered_from(receiver: &Peer, sender: &Peer, kind: Kind, first: u32, sent: u32) -> f64 {
     let seqs: HashSet<u32> =
         receiver.received().into_iter().filter(|r| r.kind == kind && r.sender == sender.id).map(|r| r.seq).collect();
-    seqs.iter().filter(|&&seq| seq < sent).count() as f64 / f64::from(sent)
+    let judged = first..sent;
+    seqs.iter().filter(|seq| judged.contains(seq)).count() as f64 / judged.len() as f64
 }
 
 /// p50, p90, p99 and max of how long `sender`'s payloads of `kind` took to reach `receiver`.
@@ -81,6 +89,52 @@ fn retransmission_restores_the_video_a_lossy_link_drops_in_both_directions() {
             // the webrtc-rs receiver, whose NACKs can come later than the resend history.)
             assert!(video >= 0.97, "{way}: only {:.1}% of the video arrived", video * 100.0);
         }
+        room.close().await;
+        clinician.close().await;
+    });
+}
+
+/// Half the round trip of the long link: 600 ms in all, as a congested mobile or a satellite
+/// link has. A NACK then reaches the gateway when the packet it names is already older than
+/// the shortest resend history (500 ms).
+const LONG_LINK_DELAY: Duration = Duration::from_millis(300);
+const LONG_LINK_PUBLISH_FOR: Duration = Duration::from_secs(10);
+/// The video payloads judged start here, 4 s in at 25 a second: by then the gateway has had
+/// the room's receiver reports, measured its round trip in a statistics interval (2 s) and
+/// lengthened the history. What was lost before that could not be sent again.
+const LONG_LINK_JUDGED_FROM: u32 = 100;
+/// Time for the last retransmissions to cross the long link.
+const LONG_LINK_SETTLE: Duration = Duration::from_secs(3);
+
+#[test]
+fn the_gateway_keeps_its_resends_long_enough_for_a_long_round_trip() {
+    let _heavy = media_heavy();
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let (token, _) = desk.link(&appointment);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let gw = &desk.gw;
+        let long = Impairment { loss: LOSS, delay: LONG_LINK_DELAY, ..Impairment::default() };
+        let via = Some(relay::start(RELAY_IP.parse().unwrap(), gw.media, long).await);
+        let room_options = JoinOptions { via, ..Default::default() };
+        let (room, clinician) = admitted_pair_with(&desk, &token, room_options, JoinOptions::default()).await;
+
+        let (_, (_, video_sent)) =
+            tokio::join!(room.publish(0, LONG_LINK_PUBLISH_FOR), clinician.publish(0, LONG_LINK_PUBLISH_FOR));
+        tokio::time::sleep(LONG_LINK_SETTLE).await;
+
+        // Down the long link, every NACK reaches the gateway more than 500 ms after the packet
+        // was sent: only a history grown to cover the measured round trip answers it.
+        let early = delivered_from(&room, &clinician, Kind::Video, 0, LONG_LINK_JUDGED_FROM);
+        let judged = delivered_from(&room, &clinician, Kind::Video, LONG_LINK_JUDGED_FROM, video_sent);
+        eprintln!(
+            "down the long link: video {:.1}% delivered before the round trip was measured, {:.1}% after",
+            early * 100.0,
+            judged * 100.0
+        );
+        eprintln!("down the long link: video one-way ms {}", percentiles(&room, &clinician, Kind::Video));
+        assert!(judged >= 0.99, "only {:.1}% of the video sent after the first seconds arrived", judged * 100.0);
         room.close().await;
         clinician.close().await;
     });
