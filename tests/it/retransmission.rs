@@ -52,27 +52,34 @@ fn percentiles(receiver: &Peer, sender: &Peer, kind: Kind) -> String {
     format!("p50 {:.0}, p90 {:.0}, p99 {:.0}, max {:.0}", at(0.5), at(0.9), at(0.99), at(1.0))
 }
 
-#[test]
-fn retransmission_restores_the_video_a_lossy_link_drops_in_both_directions() {
+/// Runs `call` between an admitted room, behind a relay that impairs its link as `impairment`
+/// says, and a clinician on a clean one; both leave afterwards.
+fn call_with_the_room_behind(impairment: Impairment, call: impl AsyncFnOnce(&Peer, &Peer)) {
     let _heavy = media_heavy();
     let desk = Desk::new();
     let appointment = desk.booked(-5, 25);
     let (token, _) = desk.link(&appointment);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
-        let gw = &desk.gw;
-        let lossy = Impairment { loss: LOSS, ..Impairment::default() };
-        let via = Some(relay::start(RELAY_IP.parse().unwrap(), gw.media, lossy).await);
+        let via = Some(relay::start(RELAY_IP.parse().unwrap(), desk.gw.media, impairment).await);
         let room_options = JoinOptions { via, ..Default::default() };
         let (room, clinician) = admitted_pair_with(&desk, &token, room_options, JoinOptions::default()).await;
+        call(&room, &clinician).await;
+        room.close().await;
+        clinician.close().await;
+    });
+}
 
+#[test]
+fn retransmission_restores_the_video_a_lossy_link_drops_in_both_directions() {
+    let lossy = Impairment { loss: LOSS, ..Impairment::default() };
+    call_with_the_room_behind(lossy, async |room, clinician| {
         let (room_sent, clinician_sent) = tokio::join!(room.publish(0, PUBLISH_FOR), clinician.publish(0, PUBLISH_FOR));
         tokio::time::sleep(SETTLE).await;
 
-        for (receiver, sender, sent, way) in [
-            (&clinician, &room, room_sent, "up from the room"),
-            (&room, &clinician, clinician_sent, "down to the room"),
-        ] {
+        for (receiver, sender, sent, way) in
+            [(clinician, room, room_sent, "up from the room"), (room, clinician, clinician_sent, "down to the room")]
+        {
             let (audio_sent, video_sent) = sent;
             let audio = delivered(receiver, sender, Kind::Audio, audio_sent);
             let video = delivered(receiver, sender, Kind::Video, video_sent);
@@ -89,8 +96,6 @@ fn retransmission_restores_the_video_a_lossy_link_drops_in_both_directions() {
             // the webrtc-rs receiver, whose NACKs can come later than the resend history.)
             assert!(video >= 0.97, "{way}: only {:.1}% of the video arrived", video * 100.0);
         }
-        room.close().await;
-        clinician.close().await;
     });
 }
 
@@ -104,45 +109,32 @@ const LONG_LINK_PUBLISH_FOR: Duration = Duration::from_secs(10);
 /// apart), measured the round trip in a statistics interval (2 s) and lengthened the history.
 /// What was lost before that could not be sent again.
 const LONG_LINK_JUDGED_FROM: u32 = 125;
-/// ... and end this many payloads (a second) before the last: the webrtc-rs receiver hands
-/// video on in order, so behind a lost packet the rest waits for its resend, and the last ones
-/// can still be on their way.
+/// ... and end this many payloads (a second) before the last, whose resends can still be on
+/// their way when the test looks.
 const LONG_LINK_JUDGED_BEFORE_END: u32 = 25;
 /// Time for the last retransmissions to cross the long link.
 const LONG_LINK_SETTLE: Duration = Duration::from_secs(5);
 
 #[test]
 fn the_gateway_keeps_its_resends_long_enough_for_a_long_round_trip() {
-    let _heavy = media_heavy();
-    let desk = Desk::new();
-    let appointment = desk.booked(-5, 25);
-    let (token, _) = desk.link(&appointment);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    runtime.block_on(async {
-        let gw = &desk.gw;
-        let long = Impairment { loss: LOSS, delay: LONG_LINK_DELAY, ..Impairment::default() };
-        let via = Some(relay::start(RELAY_IP.parse().unwrap(), gw.media, long).await);
-        let room_options = JoinOptions { via, ..Default::default() };
-        let (room, clinician) = admitted_pair_with(&desk, &token, room_options, JoinOptions::default()).await;
-
+    let long = Impairment { loss: LOSS, delay: LONG_LINK_DELAY, ..Impairment::default() };
+    call_with_the_room_behind(long, async |room, clinician| {
         let (_, (_, video_sent)) =
             tokio::join!(room.publish(0, LONG_LINK_PUBLISH_FOR), clinician.publish(0, LONG_LINK_PUBLISH_FOR));
         tokio::time::sleep(LONG_LINK_SETTLE).await;
 
         // Down the long link, every NACK reaches the gateway more than 500 ms after the packet
         // was sent: only a history grown to cover the measured round trip answers it.
-        let early = delivered_from(&room, &clinician, Kind::Video, 0, LONG_LINK_JUDGED_FROM);
+        let early = delivered_from(room, clinician, Kind::Video, 0, LONG_LINK_JUDGED_FROM);
         let judged_end = video_sent - LONG_LINK_JUDGED_BEFORE_END;
-        let judged = delivered_from(&room, &clinician, Kind::Video, LONG_LINK_JUDGED_FROM, judged_end);
+        let judged = delivered_from(room, clinician, Kind::Video, LONG_LINK_JUDGED_FROM, judged_end);
         eprintln!(
             "down the long link: video {:.1}% delivered before the round trip was measured, {:.1}% after",
             early * 100.0,
             judged * 100.0
         );
-        eprintln!("down the long link: video one-way ms {}", percentiles(&room, &clinician, Kind::Video));
+        eprintln!("down the long link: video one-way ms {}", percentiles(room, clinician, Kind::Video));
         // Without a history grown to the round trip, about 90 % arrives: what the link let through.
         assert!(judged >= 0.97, "only {:.1}% of the video sent after the first seconds arrived", judged * 100.0);
-        room.close().await;
-        clinician.close().await;
     });
 }
