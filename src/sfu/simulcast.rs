@@ -48,21 +48,31 @@ pub(crate) const ALLOCATION_INTERVAL: Duration = Duration::from_millis(250);
 /// throttle coalesces repeats), in case a request or the keyframe itself was lost.
 pub(crate) const KEYFRAME_RETRY: Duration = Duration::from_secs(1);
 
+/// Frames are summed in slots this long: the window is measured to within one slot, in
+/// memory that does not grow with the frame rate.
+const RATE_SLOT: Duration = Duration::from_millis(100);
+
 /// A bitrate measured over a sliding window of recent frames.
 #[derive(Debug, Default)]
 pub(crate) struct RateMeter {
-    /// Arrival time and size of each frame inside the window.
-    samples: VecDeque<(Instant, usize)>,
+    /// When each slot inside the window opened, and the bytes of the frames that fell in it.
+    slots: VecDeque<(Instant, usize)>,
     /// When the first frame was seen, so a young meter divides by its real age.
     first: Option<Instant>,
+    /// When the last frame was seen.
+    last: Option<Instant>,
 }
 
 impl RateMeter {
     pub(crate) fn record(&mut self, now: Instant, bytes: usize) {
         self.first.get_or_insert(now);
-        self.samples.push_back((now, bytes));
-        while self.samples.front().is_some_and(|(t, _)| now.saturating_duration_since(*t) > RATE_WINDOW) {
-            self.samples.pop_front();
+        self.last = Some(now);
+        match self.slots.back_mut() {
+            Some((opened, sum)) if now.saturating_duration_since(*opened) < RATE_SLOT => *sum += bytes,
+            _ => self.slots.push_back((now, bytes)),
+        }
+        while self.slots.front().is_some_and(|(t, _)| now.saturating_duration_since(*t) > RATE_WINDOW) {
+            self.slots.pop_front();
         }
     }
 
@@ -73,7 +83,7 @@ impl RateMeter {
             return 0;
         };
         let bytes: usize = self
-            .samples
+            .slots
             .iter()
             .filter(|(t, _)| now.saturating_duration_since(*t) <= RATE_WINDOW)
             .map(|(_, b)| *b)
@@ -89,7 +99,7 @@ impl RateMeter {
 
     /// How long since the last frame.
     fn silence(&self, now: Instant) -> Duration {
-        self.samples.back().map_or(Duration::MAX, |(t, _)| now.saturating_duration_since(*t))
+        self.last.map_or(Duration::MAX, |t| now.saturating_duration_since(t))
     }
 }
 
@@ -353,7 +363,7 @@ mod tests {
         assert!((990_000..=1_010_000).contains(&rate), "{rate}");
         // Frames stop: the window empties and the rate falls away.
         assert_eq!(meter.bitrate(t0 + ms(4990) + RATE_WINDOW + ms(1)), 0);
-        assert!(meter.samples.len() <= 201, "the meter keeps only its window");
+        assert!(meter.slots.len() <= 21, "the meter keeps only its window, in slots");
     }
 
     #[test]
