@@ -89,17 +89,20 @@ impl RetryAfter {
         (seconds + u64::from(part)).max(1)
     }
 
-    /// The refusal as a sentence for a person, with the wait rounded up to a unit that reads
-    /// well.
-    pub fn message(self) -> String {
+    /// The wait for a person to read, rounded up to a unit that reads well.
+    pub fn in_words(self) -> String {
         let seconds = self.whole_seconds();
-        let wait = match seconds {
+        match seconds {
             ..=1 => "1 second".to_owned(),
             2..=90 => format!("{seconds} seconds"),
             91..=5400 => format!("{} minutes", seconds.div_ceil(60)),
             _ => format!("{} hours", seconds.div_ceil(3600)),
-        };
-        format!("Too many attempts. Try again in {wait}.")
+        }
+    }
+
+    /// The refusal as a sentence for a person.
+    pub fn message(self) -> String {
+        format!("Too many attempts. Try again in {}.", self.in_words())
     }
 }
 

@@ -82,12 +82,8 @@ impl RateMeter {
         let Some(first) = self.first else {
             return 0;
         };
-        let bytes: usize = self
-            .slots
-            .iter()
-            .filter(|(t, _)| now.saturating_duration_since(*t) <= RATE_WINDOW)
-            .map(|(_, b)| *b)
-            .sum();
+        let bytes: usize =
+            self.slots.iter().filter(|(t, _)| now.saturating_duration_since(*t) <= RATE_WINDOW).map(|(_, b)| *b).sum();
         let span = now.saturating_duration_since(first).clamp(MIN_OBSERVED, RATE_WINDOW);
         (bytes as f64 * 8.0 / span.as_secs_f64()) as u64
     }

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use super::protocol::{self, ClientMessage, Credential};
 use crate::auth::policy::Reason;
 use crate::clock::Clock;
-use crate::rate::{Rate, TokenBucket};
+use crate::rate::{Rate, RetryAfter, TokenBucket};
 use crate::schedule::{Schedule, ScheduleError};
 use crate::session::{Connection, EndReason, SessionEvent, Sessions};
 
@@ -174,7 +174,7 @@ async fn first_join(socket: &mut impl Socket, limiter: &mut Limiter) -> Option<C
         let frame = socket.recv().await?;
         // Before the join, as after it: a flood is cut off.
         if !limiter.allow() {
-            socket.send(protocol::error_message("rate_limited", "Too many messages; slow down.")).await;
+            limiter.refuse_message(socket).await;
             if limiter.flooding() {
                 socket.close(close::FLOOD, "flood").await;
                 return None;
@@ -222,7 +222,7 @@ fn admit(
 
 async fn handle(frame: Frame, connection: &Connection, limiter: &mut Limiter, socket: &mut impl Socket) -> Flow {
     if !limiter.allow() {
-        socket.send(protocol::error_message("rate_limited", "Too many messages; slow down.")).await;
+        limiter.refuse_message(socket).await;
         if limiter.flooding() {
             socket.close(close::FLOOD, "flood").await;
             return Flow::Stop;
@@ -242,11 +242,17 @@ async fn handle(frame: Frame, connection: &Connection, limiter: &mut Limiter, so
             strike(limiter, socket, "already_joined", "This connection has already joined.").await
         }
         Ok(ClientMessage::Offer { sdp }) => {
-            if limiter.take_offer() {
-                connection.offer(sdp).await;
-            } else {
-                let message = "Too many offers: each one rebuilds your media connection. Wait 10 seconds.";
-                socket.send(protocol::error_message("offer_rate_limited", message)).await;
+            match limiter.take_offer() {
+                Ok(()) => connection.offer(sdp).await,
+                Err(wait) => {
+                    let message = format!(
+                        "Too many offers: each one rebuilds your media connection. Try again in {}.",
+                        wait.in_words()
+                    );
+                    socket
+                        .send(protocol::retry_later_message("offer_rate_limited", &message, wait.whole_seconds()))
+                        .await;
+                }
             }
             Flow::Continue
         }
@@ -312,8 +318,18 @@ impl Limiter {
         }
     }
 
-    fn take_offer(&mut self) -> bool {
-        self.offers.take((self.clock)())
+    /// Takes an offer from the allowance, or says how long until the next one is taken.
+    fn take_offer(&mut self) -> Result<(), RetryAfter> {
+        let now = (self.clock)();
+        if self.offers.take(now) { Ok(()) } else { Err(RetryAfter::new(self.offers.until_next(now))) }
+    }
+
+    /// Tells a client over its message allowance when its next message will be taken.
+    async fn refuse_message(&mut self, socket: &mut impl Socket) {
+        let wait = RetryAfter::new(self.messages.until_next((self.clock)()));
+        let message =
+            protocol::retry_later_message("rate_limited", "Too many messages; slow down.", wait.whole_seconds());
+        socket.send(message).await;
     }
 
     fn flooding(&self) -> bool {

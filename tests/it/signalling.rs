@@ -668,6 +668,7 @@ fn flood(ws: &mut Ws) -> (Vec<u64>, usize, Option<Option<u16>>) {
             Some(Event::Message(m)) if m["type"] == "pong" => pongs.push(m["id"].as_u64().unwrap()),
             Some(Event::Message(m)) if m["type"] == "error" => {
                 assert_eq!(m["code"], "rate_limited", "{m}");
+                assert!(m["retry_after_s"].as_u64().is_some_and(|s| s >= 1), "no wait: {m}");
                 limited += 1;
             }
             Some(Event::Message(m)) => assert_eq!(m["type"], "participants", "{m}"),
@@ -984,12 +985,25 @@ fn offers_have_their_own_low_rate_limit() {
     for _ in 0..4 {
         room.send(json!({ "v": 1, "type": "offer", "sdp": "v=0\r\n" }));
     }
-    let mut codes: Vec<String> = (0..4).map(|_| room.wait_for("error")["code"].as_str().unwrap().to_owned()).collect();
+    let errors: Vec<Value> = (0..4).map(|_| room.wait_for("error")).collect();
+    let mut codes: Vec<&str> = errors.iter().map(|e| e["code"].as_str().unwrap()).collect();
     codes.sort();
     assert_eq!(codes, ["bad_sdp", "bad_sdp", "bad_sdp", "offer_rate_limited"]);
+    // The refusal says when the next offer will be taken: one every 10 seconds.
+    let refused = errors.iter().find(|e| e["code"] == "offer_rate_limited").unwrap();
+    let wait = refused["retry_after_s"].as_i64().unwrap_or_else(|| panic!("no wait: {refused}"));
+    assert!((1..=10).contains(&wait), "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains(&format!("Try again in {wait} seconds")), "{refused}");
     // Refused, not punished: the connection carries on.
     room.send(json!({ "v": 1, "type": "ping", "id": 5 }));
     assert_eq!(room.wait_for("pong")["id"], 5);
+    // A second before the wait is over the offer is still refused; once it is over, taken.
+    desk.gw.set_clock_offset(wait - 1);
+    room.send(json!({ "v": 1, "type": "offer", "sdp": "v=0\r\n" }));
+    assert_eq!(room.wait_for("error")["code"], "offer_rate_limited");
+    desk.gw.set_clock_offset(wait);
+    room.send(json!({ "v": 1, "type": "offer", "sdp": "v=0\r\n" }));
+    assert_eq!(room.wait_for("error")["code"], "bad_sdp");
 }
 
 #[test]
