@@ -3,7 +3,8 @@
 //! arrives and when. The integration tests and the `gatehouse-load` tool both use it.
 //!
 //! - `stamp.rs`: the payload format (sender, kind, sequence, send time) and the shared clock.
-//! - `pace.rs`: what to publish and at what rate; `inbox.rs`: what arrived and when.
+//! - `pace.rs`: what to publish and at what rate; `inbox.rs`: what arrived and when;
+//!   `payload_type.rs`: the RTP payload types it sends.
 //! - `peer.rs`: one webrtc-rs peer connection with its published tracks, built from
 //!   `PeerOptions` (codec, simulcast, screen share, TCP only, a relay, hostile candidates,
 //!   transport-wide sequence numbers);
@@ -17,6 +18,7 @@ pub mod gateway;
 pub mod inbox;
 pub mod janus;
 pub mod pace;
+pub mod payload_type;
 pub mod peer;
 pub mod sdp;
 pub mod simulcast;

@@ -28,15 +28,11 @@ use webrtc::rtp_transceiver::RtpSender;
 
 use crate::inbox::{Arrival, Inbox};
 use crate::pace::{self, Ledger, Outlet, Plan, Track};
+use crate::payload_type;
 use crate::sdp;
 use crate::simulcast::{self, Tags};
 use crate::stamp::{Kind, VideoCodec};
 
-/// Payload types of `MediaEngine::register_default_codecs`, which str0m's and Janus's answers keep.
-const OPUS_PT: u8 = 111;
-pub(crate) const VP8_PT: u8 = 96;
-/// H.264 constrained baseline, packetization mode 1.
-const H264_PT: u8 = 102;
 const AUDIO_SSRC_BASE: u32 = 0x1000_0000;
 const VIDEO_SSRC_BASE: u32 = 0x2000_0000;
 const SCREEN_SSRC_BASE: u32 = 0x3000_0000;
@@ -359,14 +355,14 @@ impl Peer {
 impl Outlet for Peer {
     async fn send(&self, track: Track, seq: u32, timestamp: u32, payload: Vec<u8>) {
         let camera_pt = match self.options.camera {
-            VideoCodec::Vp8 => VP8_PT,
-            VideoCodec::H264 => H264_PT,
+            VideoCodec::Vp8 => payload_type::VP8,
+            VideoCodec::H264 => payload_type::H264,
         };
         let (local, pt) = match track {
-            Track::Audio => (self.audio.clone(), OPUS_PT),
+            Track::Audio => (self.audio.clone(), payload_type::OPUS),
             Track::Video => (self.video.clone(), camera_pt),
             Track::Screen => match &*self.screen.lock().unwrap() {
-                Some(screen) => (screen.track.clone(), VP8_PT),
+                Some(screen) => (screen.track.clone(), payload_type::VP8),
                 None => return,
             },
         };

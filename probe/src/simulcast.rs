@@ -126,7 +126,7 @@ pub async fn publish(
                 header: Header {
                     version: 2,
                     marker: true,
-                    payload_type: crate::peer::VP8_PT,
+                    payload_type: crate::payload_type::VP8,
                     sequence_number: sent[index] as u16,
                     // Each layer's RTP clock starts at an offset of its own, as a browser's do.
                     timestamp: (index as u32).wrapping_mul(1_234_567_891).wrapping_add(n.wrapping_mul(900)),

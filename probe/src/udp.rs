@@ -13,13 +13,12 @@ use tokio::sync::watch;
 
 use crate::inbox::{Arrival, Inbox};
 use crate::pace::{self, Ledger, Outlet, Plan, Track};
+use crate::payload_type;
 use crate::stamp::Kind;
 
 /// The first bytes of a hello datagram; RTP never starts this way (its version bits are 2).
 pub const HELLO_MAGIC: &[u8; 4] = b"HELO";
 const RTP_HEADER_LEN: usize = 12;
-const AUDIO_PT: u8 = 111;
-const VIDEO_PT: u8 = 96;
 
 /// The hello datagram for member of pair `pair`.
 pub fn hello(pair: u32) -> [u8; 8] {
@@ -56,7 +55,7 @@ impl UdpPeer {
                 let Some(payload) = buf[..len].get(RTP_HEADER_LEN..) else {
                     continue;
                 };
-                let kind = if buf[1] & 0x7f == AUDIO_PT { Kind::Audio } else { Kind::Video };
+                let kind = if buf[1] & 0x7f == payload_type::OPUS { Kind::Audio } else { Kind::Video };
                 record.record(kind, payload);
             }
         });
@@ -82,7 +81,7 @@ impl UdpPeer {
 
 impl Outlet for UdpPeer {
     async fn send(&self, track: Track, seq: u32, timestamp: u32, payload: Vec<u8>) {
-        let pt = if track == Track::Audio { AUDIO_PT } else { VIDEO_PT };
+        let pt = if track == Track::Audio { payload_type::OPUS } else { payload_type::VP8 };
         let ssrc = self.id.wrapping_mul(4).wrapping_add(track as u32);
         let mut datagram = Vec::with_capacity(RTP_HEADER_LEN + payload.len());
         datagram.extend_from_slice(&[0x80, 0x80 | pt]);
