@@ -386,8 +386,8 @@ impl MediaLoop {
         if let Input::Receive(_, receive) = &mut input {
             receive.destination = destination;
         }
-        self.guarded(key, |p| p.handle_input(input));
-        self.dirty.push(key);
+        let now = self.now;
+        self.guarded(key, |p| p.receive(input, now));
         Some(key)
     }
 

@@ -230,7 +230,7 @@ impl Participant {
     }
 
     /// Feeds a datagram (or a timeout) into str0m.
-    pub(crate) fn handle_input(&mut self, input: Input) {
+    fn handle_input(&mut self, input: Input) {
         if self.ending.is_some() {
             return;
         }
@@ -239,7 +239,18 @@ impl Participant {
         }
     }
 
-    /// Advances str0m to `now` and drains its output until it asks for a timeout.
+    /// Feeds a received datagram into str0m and drains what it produced. str0m advances its
+    /// clock to the datagram's arrival as part of handling it, so nothing else is owed until
+    /// its next deadline: a second timeout at the same instant would walk every timer of the
+    /// session again for nothing, once per packet.
+    pub(crate) fn receive(&mut self, input: Input, now: Instant) {
+        self.handle_input(input);
+        self.drain(now);
+    }
+
+    /// Advances str0m to `now` and drains its output until it asks for a timeout. Whatever was
+    /// queued since str0m last saw the time (frames written, keyframe requests, offers) waits
+    /// for that timeout: str0m's pacer releases nothing before it.
     pub(crate) fn drive(&mut self, now: Instant) {
         if self.ending.is_some() {
             return;
@@ -247,6 +258,11 @@ impl Participant {
         self.release_deferred_keyframe_requests(now);
         self.negotiate_if_needed();
         self.handle_input(Input::Timeout(now));
+        self.drain(now);
+    }
+
+    /// Polls str0m until it asks for a timeout, handling its events and keeping its datagrams.
+    fn drain(&mut self, now: Instant) {
         while self.ending.is_none() {
             if !self.rtc.is_alive() {
                 self.end(Ending::Disconnected(DisconnectReason::Closed));
