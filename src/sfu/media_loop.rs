@@ -47,6 +47,9 @@ pub(crate) struct MediaLoop {
     /// transmit's destination. The TCP tasks own the sockets; the loop only holds their queues.
     tcp_conns: HashMap<SocketAddr, TcpConn>,
     participants: HashMap<ParticipantKey, Participant>,
+    /// Who is in each session, so that fanning a frame out visits the publisher's own session
+    /// rather than every participant on the gateway.
+    members: HashMap<SessionKey, Vec<ParticipantKey>>,
     /// Which participant each remote address belongs to, learnt once that participant's str0m
     /// accepted a packet from it: a packet then finds its owner with one `accepts` call rather
     /// than one per participant. Only accepted addresses are learnt, and a participant's are
@@ -79,6 +82,7 @@ impl MediaLoop {
             advertised,
             tcp_conns: HashMap::new(),
             participants: HashMap::new(),
+            members: HashMap::new(),
             owners: HashMap::new(),
             next_label: 0,
             dirty: Vec::new(),
@@ -184,7 +188,7 @@ impl MediaLoop {
                 let _ = reply.send(self.answer(participant, answer));
             }
             Command::RemoveParticipant { participant, reply } => {
-                let result = match self.participants.remove(&participant) {
+                let result = match self.remove(participant) {
                     Some(mut removed) => {
                         // Best effort: a panic while disconnecting a leaving participant is moot.
                         let _ = catch_unwind(AssertUnwindSafe(|| removed.disconnect()));
@@ -231,6 +235,7 @@ impl MediaLoop {
             Ok(result) => result?,
             Err(_) => return Err(SfuError::Engine("setting up the peer connection panicked".into())),
         };
+        self.members.entry(session).or_default().push(key);
         self.participants.insert(key, participant);
         self.dirty.push(key);
         info!(%session, participant = %key, "participant added");
@@ -275,12 +280,8 @@ impl MediaLoop {
             return Ok(());
         }
         // Cross-subscribe with every admitted participant of the session, both ways.
-        let peers: Vec<ParticipantKey> = self
-            .participants
-            .values()
-            .filter(|p| p.session == session && p.forwarding && p.key != key)
-            .map(|p| p.key)
-            .collect();
+        let peers: Vec<ParticipantKey> =
+            self.in_session(session).filter(|p| p.forwarding && p.key != key).map(|p| p.key).collect();
         for peer in peers {
             self.subscribe_all(peer, key);
             self.subscribe_all(key, peer);
@@ -440,12 +441,8 @@ impl MediaLoop {
                 let Some(session) = self.participants.get(&source.publisher).map(|p| p.session) else {
                     return;
                 };
-                let others: Vec<ParticipantKey> = self
-                    .participants
-                    .values()
-                    .filter(|p| p.session == session && p.key != source.publisher)
-                    .map(|p| p.key)
-                    .collect();
+                let others: Vec<ParticipantKey> =
+                    self.in_session(session).filter(|p| p.key != source.publisher).map(|p| p.key).collect();
                 for other in others {
                     self.guarded(other, |p| p.sources_gone(|s| *s == source));
                     self.dirty.push(other);
@@ -479,13 +476,28 @@ impl MediaLoop {
         if let Some(me) = self.participants.get(&key).filter(|me| me.forwarding) {
             let session = me.session;
             peers.extend(
-                self.participants
-                    .values()
-                    .filter(|p| p.key != key && p.session == session && p.forwarding && p.ending.is_none())
-                    .map(|p| p.key),
+                self.in_session(session).filter(|p| p.key != key && p.forwarding && p.ending.is_none()).map(|p| p.key),
             );
         }
         peers
+    }
+
+    /// The participants of one session still on the gateway.
+    fn in_session(&self, session: SessionKey) -> impl Iterator<Item = &Participant> {
+        let members = self.members.get(&session).map_or(&[][..], Vec::as_slice);
+        members.iter().filter_map(|key| self.participants.get(key))
+    }
+
+    /// Takes a participant off the gateway's books (its session's members included).
+    fn remove(&mut self, key: ParticipantKey) -> Option<Participant> {
+        let removed = self.participants.remove(&key)?;
+        if let Some(members) = self.members.get_mut(&removed.session) {
+            members.retain(|k| *k != key);
+            if members.is_empty() {
+                self.members.remove(&removed.session);
+            }
+        }
+        Some(removed)
     }
 
     /// Runs `work` on one participant under `catch_unwind` and collects what it produced.
@@ -522,7 +534,7 @@ impl MediaLoop {
 
     /// Removes a participant whose connection ended and tells the caller.
     fn end(&mut self, key: ParticipantKey, ending: Ending) {
-        let Some(removed) = self.participants.remove(&key) else {
+        let Some(removed) = self.remove(key) else {
             return;
         };
         let event = match ending {
@@ -555,8 +567,7 @@ impl MediaLoop {
 
     /// Stops the m-lines that carried a departed participant's tracks to the others.
     fn publisher_left(&mut self, session: SessionKey, publisher: ParticipantKey) {
-        let others: Vec<ParticipantKey> =
-            self.participants.values().filter(|p| p.session == session).map(|p| p.key).collect();
+        let others: Vec<ParticipantKey> = self.in_session(session).map(|p| p.key).collect();
         for other in others {
             self.guarded(other, |p| p.sources_gone(|s| s.publisher == publisher));
             self.dirty.push(other);
