@@ -65,6 +65,8 @@ fn two_consultations_through_the_gateway_lose_nothing() {
     let server = &report["server"];
     assert!(server["cpu_seconds"].as_f64().unwrap() > 0.0, "{server}");
     assert!(server["rss_end_bytes"].as_u64().unwrap() > 0, "{server}");
+    let own = server["anon_rss_end_bytes"].as_u64().unwrap();
+    assert!(own > 0 && own <= server["rss_end_bytes"].as_u64().unwrap(), "{server}");
     assert!(server["forwarded_packets_per_cpu_second"].as_f64().unwrap() > 0.0, "{server}");
 
     // Without the scheduler's password the tool says what to set, and provisions nothing.

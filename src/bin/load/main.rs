@@ -226,11 +226,13 @@ fn summary(r: &Value) -> String {
     out += &format!("  delivered: {:.0} packets/s\n", r["forwarded_packets_per_second"].as_f64().unwrap_or(0.0));
     if let Some(server) = r.get("server") {
         out += &format!(
-            "  server: {:.3} cores busy, {:.0} packets per CPU-second, {:.4} cores and {:.0} KiB per consultation\n",
+            "  server: {:.3} cores busy, {:.0} packets per CPU-second, {:.4} cores and {:.0} KiB \
+             ({:.0} KiB of its own, without program pages) per consultation\n",
             server["cpu_cores_busy"].as_f64().unwrap_or(0.0),
             server["forwarded_packets_per_cpu_second"].as_f64().unwrap_or(0.0),
             server["cpu_cores_per_consultation"].as_f64().unwrap_or(0.0),
             server["rss_per_consultation_bytes"].as_f64().unwrap_or(0.0) / 1024.0,
+            server["anon_rss_per_consultation_bytes"].as_f64().unwrap_or(0.0) / 1024.0,
         );
     }
     for failure in r["failures"].as_array().into_iter().flatten() {

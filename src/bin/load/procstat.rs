@@ -12,6 +12,9 @@ pub struct Sample {
     pub cpu_seconds: f64,
     /// Resident memory now, in bytes.
     pub rss_bytes: u64,
+    /// The part of it that is the process's own (heap, stacks), in bytes: the rest is pages of
+    /// its program and libraries, shared and paged in once as code first runs.
+    pub anon_rss_bytes: u64,
     /// The most resident memory it ever had, in bytes.
     pub peak_rss_bytes: u64,
 }
@@ -34,7 +37,12 @@ pub fn sample(pid: u32) -> Result<Sample> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    Ok(Sample { cpu_seconds, rss_bytes: kib("VmRSS:") * 1024, peak_rss_bytes: kib("VmHWM:") * 1024 })
+    Ok(Sample {
+        cpu_seconds,
+        rss_bytes: kib("VmRSS:") * 1024,
+        anon_rss_bytes: kib("RssAnon:") * 1024,
+        peak_rss_bytes: kib("VmHWM:") * 1024,
+    })
 }
 
 /// What the server spent between the start and the end of the measurement.
@@ -56,6 +64,12 @@ impl Usage {
         self.end.rss_bytes.saturating_sub(self.idle.rss_bytes) as f64 / consultations.max(1) as f64
     }
 
+    /// The process's own memory (without program pages) the consultations added, per
+    /// consultation.
+    pub fn anon_rss_per_consultation(&self, consultations: usize) -> f64 {
+        self.end.anon_rss_bytes.saturating_sub(self.idle.anon_rss_bytes) as f64 / consultations.max(1) as f64
+    }
+
     pub fn json(&self, seconds: f64, consultations: usize) -> Value {
         json!({
             "cpu_seconds": self.cpu_seconds(),
@@ -64,6 +78,9 @@ impl Usage {
             "rss_end_bytes": self.end.rss_bytes,
             "rss_peak_bytes": self.end.peak_rss_bytes,
             "rss_per_consultation_bytes": self.rss_per_consultation(consultations),
+            "anon_rss_idle_bytes": self.idle.anon_rss_bytes,
+            "anon_rss_end_bytes": self.end.anon_rss_bytes,
+            "anon_rss_per_consultation_bytes": self.anon_rss_per_consultation(consultations),
         })
     }
 }
@@ -74,6 +91,7 @@ mod tests {
     fn this_process_has_cpu_time_and_memory() {
         let s = super::sample(std::process::id()).unwrap();
         assert!(s.rss_bytes > 0 && s.peak_rss_bytes >= s.rss_bytes);
+        assert!(s.anon_rss_bytes > 0 && s.anon_rss_bytes <= s.rss_bytes);
         assert!(s.cpu_seconds >= 0.0);
         assert!(super::sample(u32::MAX).is_err());
     }
