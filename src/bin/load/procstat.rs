@@ -61,13 +61,13 @@ impl Usage {
 
     /// Memory the consultations added, per consultation.
     pub fn rss_per_consultation(&self, consultations: usize) -> f64 {
-        self.end.rss_bytes.saturating_sub(self.idle.rss_bytes) as f64 / consultations.max(1) as f64
+        per_consultation(self.idle.rss_bytes, self.end.rss_bytes, consultations)
     }
 
     /// The process's own memory (without program pages) the consultations added, per
     /// consultation.
     pub fn anon_rss_per_consultation(&self, consultations: usize) -> f64 {
-        self.end.anon_rss_bytes.saturating_sub(self.idle.anon_rss_bytes) as f64 / consultations.max(1) as f64
+        per_consultation(self.idle.anon_rss_bytes, self.end.anon_rss_bytes, consultations)
     }
 
     pub fn json(&self, seconds: f64, consultations: usize) -> Value {
@@ -83,6 +83,11 @@ impl Usage {
             "anon_rss_per_consultation_bytes": self.anon_rss_per_consultation(consultations),
         })
     }
+}
+
+/// The growth from `idle` to `end`, shared out between the consultations.
+fn per_consultation(idle: u64, end: u64, consultations: usize) -> f64 {
+    end.saturating_sub(idle) as f64 / consultations.max(1) as f64
 }
 
 #[cfg(test)]
