@@ -87,8 +87,14 @@ impl std::fmt::Debug for StaffAccounts {
     }
 }
 
+/// The longest username an account may have.
+const MAX_USERNAME_BYTES: usize = 64;
+/// A TOTP code is six digits; a little room for spaces a person types between them.
+const MAX_TOTP_BYTES: usize = 16;
+
 fn username_ok(name: &str) -> bool {
-    (3..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
+    (3..=MAX_USERNAME_BYTES).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
 }
 
 impl StaffAccounts {
@@ -177,6 +183,14 @@ impl StaffAccounts {
         totp_code: Option<&str>,
         now: Timestamp,
     ) -> Result<SignedIn, StaffError> {
+        // Longer than any username, password or code this gateway issues or accepts: refused
+        // unread, as any other wrong credential is.
+        let too_long = username.len() > MAX_USERNAME_BYTES
+            || password_text.len() > password::MAX_PASSWORD_BYTES
+            || totp_code.is_some_and(|code| code.len() > MAX_TOTP_BYTES);
+        if too_long {
+            return Err(self.failed(caller, None, Reason::NotAuthenticated)?);
+        }
         let Some(mut record) = self.store.staff_by_username(username)? else {
             // Same cost as a real check, so timing does not reveal which usernames exist.
             password::verify_against_dummy(password_text);

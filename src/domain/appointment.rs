@@ -122,11 +122,13 @@ pub struct Window {
 
 impl Window {
     pub fn of(appointment: &Appointment, early_join: SignedDuration, overrun: SignedDuration) -> Self {
+        // Saturating: a booking stored near the calendar's ends (before the scheduling checks
+        // bounded it) must still be readable, listable and cancellable.
         Self {
-            opens: appointment.start - early_join,
+            opens: appointment.start.checked_sub(early_join).unwrap_or(Timestamp::MIN),
             start: appointment.start,
             end: appointment.end,
-            hard_end: appointment.end + overrun,
+            hard_end: appointment.end.checked_add(overrun).unwrap_or(Timestamp::MAX),
         }
     }
 

@@ -1,6 +1,6 @@
 //! The static web client, embedded in the binary so the gateway runs from any folder.
 
-use axum::extract::Path;
+use super::api::ApiPath;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rust_embed::RustEmbed;
@@ -30,7 +30,7 @@ pub async fn console() -> Response {
 }
 
 /// Any other file of the web client, by its path under `web-client/`.
-pub async fn static_file(Path(path): Path<String>) -> Response {
+pub async fn static_file(ApiPath(path): ApiPath<String>) -> Response {
     serve_file(&path)
 }
 

@@ -38,6 +38,13 @@ pub fn public_router(http_metrics: Arc<HttpMetrics>, api: api::Api) -> Router {
         .route("/join/{link}", get(assets::join))
         .route("/static/{*path}", get(assets::static_file))
         .fallback(|| async { error::ApiError::not_found() })
+        .method_not_allowed_fallback(|| async {
+            error::ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "This address does not take that method.",
+            )
+        })
         .layer(axum::middleware::from_fn(security_headers))
         .layer(axum::middleware::from_fn_with_state(Observer { listener: "public", metrics: http_metrics }, observe))
 }

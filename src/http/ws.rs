@@ -3,6 +3,7 @@
 //! address it reached and the browser cookie that binds join links.
 
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -32,8 +33,17 @@ pub async fn upgrade(
     ReachedIp(gateway_ip): ReachedIp,
     headers: HeaderMap,
     uri: Uri,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // A request that is no WebSocket opening never reaches signalling, from anywhere.
+    let Ok(ws) = ws else {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "websocket_expected",
+            "This address is the signalling WebSocket; open it as a WebSocket.",
+        )
+        .into_response();
+    };
     // Browsers send cookies with a WebSocket from any page, so a page elsewhere could act
     // with this browser's link binding: only the gateway's own pages may open one.
     if !same_origin(&headers, &uri) {

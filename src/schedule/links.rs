@@ -11,7 +11,7 @@ use crate::auth::device::DeviceHash;
 use crate::auth::link_token::{LinkClaims, LinkError, LinkRole};
 use crate::auth::policy::{Action, Credential, Principal, Reason};
 use crate::auth::{Caller, code, device};
-use crate::domain::{AppointmentId, LinkId, ParticipantId, ParticipantRole, Room, RoomId};
+use crate::domain::{AppointmentId, LinkId, ParticipantId, ParticipantRole, Room, RoomId, Window};
 use crate::store::{AppointmentFilter, LinkRecord};
 
 /// A newly issued link: the token goes into the URL sent to the participant, once.
@@ -131,7 +131,7 @@ impl Schedule {
     pub fn redeem_link(
         &self,
         token: &str,
-        expected: Option<AppointmentId>,
+        expected: Option<&str>,
         browser: Option<&[u8; 32]>,
         ip: Option<std::net::IpAddr>,
         now: Timestamp,
@@ -170,8 +170,16 @@ impl Schedule {
         let role = record.role;
         let principal = Principal::Link { link, appointment: AppointmentId(claims.appointment), role };
         let caller = Caller::new(principal.clone(), ip);
-        // The policy refuses a link presented for another appointment (scope check).
-        let view = match self.view(expected.unwrap_or(record.appointment)) {
+        // The policy refuses a link presented for another appointment (scope check); an
+        // appointment named by something that is no appointment id is refused here, alike.
+        let appointment = match expected.map(str::parse::<AppointmentId>) {
+            None => record.appointment,
+            Some(Ok(id)) => id,
+            Some(Err(_)) => {
+                return Err(self.refuse(&caller, EventKind::LinkRefused, Reason::LinkInvalid, Object::default()));
+            }
+        };
+        let view = match self.view(appointment) {
             Ok(view) => view,
             Err(ScheduleError::NotFound(_)) => {
                 return Err(self.refuse(&caller, EventKind::LinkRefused, Reason::LinkInvalid, Object::default()));
@@ -350,7 +358,7 @@ impl Schedule {
             .appointments(&filter)?
             .into_iter()
             .filter(|a| a.status.holds_room())
-            .find(|a| a.end + self.settings.overrun > now);
+            .find(|a| Window::of(a, self.settings.early_join, self.settings.overrun).hard_end > now);
         next.map(|a| self.view_of(a)).transpose()
     }
 }

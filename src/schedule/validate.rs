@@ -18,6 +18,10 @@ fn invalid(field: &'static str, message: impl Into<String>) -> Invalid {
 /// The longest a consultation may be booked for.
 pub const MAX_DURATION: SignedDuration = SignedDuration::from_hours(4);
 
+/// How far ahead a consultation may be booked: two years, beyond any outpatient waiting list,
+/// and far enough inside the calendar's end that no window arithmetic can leave it.
+pub const MAX_AHEAD: SignedDuration = SignedDuration::from_hours(2 * 366 * 24);
+
 /// A display name or label: 1 to `max` characters, no control characters, trimmed.
 pub fn text(field: &'static str, value: &str, max: usize) -> Result<String, Invalid> {
     let value = value.trim();
@@ -81,10 +85,14 @@ pub fn whole_seconds(t: Timestamp) -> Timestamp {
     Timestamp::from_second(t.as_second()).unwrap_or(t)
 }
 
-/// A booking's times: end after start, at most four hours, and not wholly in the past.
+/// A booking's times: end after start, at most four hours, not wholly in the past and at most
+/// two years ahead.
 pub fn times(start: Timestamp, end: Timestamp, now: Timestamp) -> Result<(), Invalid> {
     if end <= start {
         return Err(invalid("end", "must be after start"));
+    }
+    if start.duration_since(now) > MAX_AHEAD {
+        return Err(invalid("start", "a consultation can be booked at most two years ahead"));
     }
     if end.duration_since(start) > MAX_DURATION {
         return Err(invalid("end", "a consultation can be booked for at most 4 hours"));
@@ -115,6 +123,9 @@ mod tests {
         assert_eq!(times(t("2026-11-24T10:00:00Z"), t("2026-11-24T10:00:00Z"), now).unwrap_err().field, "end");
         assert!(times(t("2026-11-24T10:00:00Z"), t("2026-11-24T14:00:01Z"), now).is_err());
         assert!(times(t("2026-11-24T07:00:00Z"), t("2026-11-24T08:00:00Z"), now).is_err());
+        assert!(times(t("2028-11-23T10:00:00Z"), t("2028-11-23T11:00:00Z"), now).is_ok());
+        let far = times(t("9999-12-30T21:00:00Z"), t("9999-12-30T21:59:59Z"), now).unwrap_err();
+        assert_eq!(far.field, "start");
         assert!(timezone("Europe/London").is_ok());
         assert!(timezone("Mars/Olympus").is_err());
         assert!(email("email", "a@b.nhs.uk").is_ok());

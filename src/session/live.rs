@@ -675,7 +675,10 @@ impl Live {
         self.reevaluate().await;
         if let Err(reason) = policy::consultation_may_continue(&view.facts(), self.now()) {
             // Nobody may be in it any more (those connected were just ended): the session is over,
-            // and leaves the live list rather than lingering until its old hard end.
+            // and leaves the live list rather than lingering until its old hard end. The record
+            // names the policy's reason, as a refusal to let it go on.
+            let event = crate::audit::Event::new(EventKind::SessionEnded, crate::audit::Actor::System);
+            let _ = self.record(event.refused(reason.code()).with_object(self.object())).await;
             self.note(format!("ended: {}", reason.code()));
             return true;
         }

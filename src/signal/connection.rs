@@ -209,12 +209,7 @@ fn admit(
 ) -> Result<crate::schedule::Admission, ScheduleError> {
     match credential {
         Credential::Link { token, appointment_id } => {
-            let expected = match appointment_id.map(|id| id.parse()) {
-                Some(Ok(id)) => Some(id),
-                Some(Err(_)) => return Err(ScheduleError::Denied(Reason::LinkInvalid)),
-                None => None,
-            };
-            schedule.redeem_link(&token, expected, peer.browser.as_ref(), peer.ip, now)
+            schedule.redeem_link(&token, appointment_id.as_deref(), peer.browser.as_ref(), peer.ip, now)
         }
         Credential::Device { credential } => schedule.admit_room(&credential, peer.ip, now)?.1,
     }

@@ -65,6 +65,8 @@ fn search_filters_pages_and_every_read_is_audited() {
         ("kind=nonsense", "invalid_filter"),
         ("outcome=maybe", "invalid_filter"),
         ("from=yesterday", "invalid_filter"),
+        // Valid RFC 3339, but in UTC it falls after the calendar's last year.
+        ("from=9999-12-31T23:00:00-01:00", "invalid_filter"),
         ("limit=0", "invalid_filter"),
         ("limit=100000", "invalid_filter"),
         ("unknown=1", "invalid_filter"),
@@ -78,6 +80,9 @@ fn search_filters_pages_and_every_read_is_audited() {
     let missing = gw.api_get("/api/v1/audit/records/999999", &token);
     assert_eq!(missing.status, 404);
     assert_eq!(missing.json()["code"], "no_such_record");
+    let not_a_number = gw.api_get("/api/v1/audit/records/abc", &token);
+    assert_eq!(not_a_number.status, 400, "{}", not_a_number.body);
+    assert_eq!(not_a_number.json()["code"], "invalid_path");
 }
 
 #[test]

@@ -26,6 +26,21 @@ fn tls13_and_tls12_clients_get_the_page() {
     assert_eq!(missing.json()["code"], "not_found");
 }
 
+#[test]
+fn a_malformed_address_a_wrong_method_and_a_plain_request_for_signalling_get_the_one_error_shape() {
+    let (gw, _dir) = Gateway::start();
+    for (method, path, status, code) in [
+        ("GET", "/static/%FF", 400, "invalid_path"),
+        ("PUT", "/room", 405, "method_not_allowed"),
+        ("GET", "/ws", 400, "websocket_expected"),
+    ] {
+        let response = gw.request(method, path, &[], None);
+        assert_eq!(response.status, status, "{method} {path}: {}", response.body);
+        assert_eq!(response.json()["code"], code, "{method} {path}");
+        assert!(!response.json()["message"].as_str().unwrap_or_default().is_empty(), "{method} {path}");
+    }
+}
+
 /// A hand-built TLS 1.1 ClientHello (no supported_versions extension, so no newer version is on offer).
 fn tls11_client_hello() -> Vec<u8> {
     let mut body = vec![0x03, 0x02]; // client_version TLS 1.1

@@ -153,6 +153,10 @@ fn staff_sign_in_needs_password_and_totp_and_locks_after_ten_failures() {
     let unknown =
         gw.request("POST", "/api/v1/session", &[], Some(&json!({ "username": "nobody", "password": PASSWORD })));
     assert_refused(&unknown, 401, "not_authenticated");
+    // Longer than any password can be: refused unread, and audited like any other failure.
+    let over_long =
+        gw.request("POST", "/api/v1/session", &[], Some(&json!({ "username": "sched", "password": "x".repeat(300) })));
+    assert_refused(&over_long, 401, "not_authenticated");
     for _ in 0..10 {
         let wrong = gw.request(
             "POST",
@@ -178,7 +182,7 @@ fn staff_sign_in_needs_password_and_totp_and_locks_after_ten_failures() {
     gw.set_clock_offset(wait);
     gw.sign_in("sched", PASSWORD, None);
     gw.set_clock_offset(0);
-    assert!(desk.refusals("staff.sign_in_failed", "not_authenticated").len() >= 12);
+    assert!(desk.refusals("staff.sign_in_failed", "not_authenticated").len() >= 13);
     assert_eq!(desk.refusals("staff.locked_out", "rate_limited").len(), 1);
     let log = gw.log.lock().unwrap().join("\n");
     assert!(!log.contains(PASSWORD) && !log.contains("wrong password"), "a password reached the log");
@@ -321,6 +325,14 @@ fn every_join_refusal_is_produced_by_its_situation_and_audited() {
         Some(&json!({ "token": token, "appointment_id": later["id"] })),
     );
     assert_refused(&other, 403, "link_invalid");
+    // link_invalid, too: presented for something that is no appointment id.
+    let malformed = gw.request(
+        "POST",
+        "/api/v1/join/link",
+        &[("Cookie", browser.as_str())],
+        Some(&json!({ "token": token, "appointment_id": "nope" })),
+    );
+    assert_refused(&malformed, 403, "link_invalid");
     // link_revoked.
     assert_eq!(gw.staff_request(&desk.scheduler, "DELETE", &format!("/api/v1/links/{link_id}"), None).status, 204);
     assert_refused(&desk.join(&token, Some(&browser)), 403, "link_revoked");
@@ -414,13 +426,15 @@ fn every_join_refusal_is_produced_by_its_situation_and_audited() {
     assert_refused(&desk.join(&late_token, None), 403, "link_expired");
     gw.set_clock_offset(0);
 
-    // role_forbidden: security staff cannot book; not_authenticated: no session at all.
+    // role_forbidden: security staff cannot book (a booking that would otherwise be valid,
+    // tomorrow); not_authenticated: no session at all.
+    let tomorrow = |m: i64| (jiff::Timestamp::now() + jiff::SignedDuration::from_mins(24 * 60 + m)).to_string();
     let forbidden = gw.staff_request(
         &desk.security,
         "POST",
         "/api/v1/appointments",
         Some(json!({
-        "room_id": desk.room_id(), "start": "2031-01-01T10:00:00Z", "end": "2031-01-01T10:30:00Z",
+        "room_id": desk.room_id(), "start": tomorrow(0), "end": tomorrow(30),
         "clinician": { "name": "a", "email": "b@c.de" }, "patient_pseudonym": "PT-1", "escort_name": "e" })),
     );
     assert_refused(&forbidden, 403, "role_forbidden");
@@ -685,4 +699,25 @@ fn without_demo_nothing_is_seeded() {
     let data = gw.dir.join("data");
     let (_, list, _) = crate::support::run_cli(&["staff", "list", "--data-dir", data.to_str().unwrap()], &[]);
     assert!(list.trim().is_empty(), "{list}");
+}
+
+#[test]
+fn a_booking_beyond_two_years_is_refused_and_the_appointment_stays_as_it_was() {
+    let desk = Desk::new();
+    let appointment = desk.booked(60, 90);
+    let id = appointment["id"].as_str().unwrap();
+    // At the calendar's end: the window's arithmetic would leave it, were it stored.
+    let far = desk.gw.staff_request(
+        &desk.scheduler,
+        "POST",
+        &format!("/api/v1/appointments/{id}/reschedule"),
+        Some(json!({ "start": "9999-12-30T21:00:00Z", "end": "9999-12-30T21:59:59Z" })),
+    );
+    assert_refused(&far, 400, "invalid_request");
+    assert!(far.json()["message"].as_str().unwrap().contains("two years"), "{}", far.body);
+    let read = desk.gw.staff_request(&desk.scheduler, "GET", &format!("/api/v1/appointments/{id}"), None);
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(read.json()["start"], appointment["start"]);
+    let listed = desk.gw.staff_request(&desk.scheduler, "GET", "/api/v1/appointments", None);
+    assert_eq!(listed.status, 200, "{}", listed.body);
 }

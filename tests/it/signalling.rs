@@ -470,6 +470,12 @@ fn staff_end_the_call(act: impl FnOnce(&Desk, &Value) -> Response, status: u16, 
     assert_status(&act(&desk, &appointment), status);
     room.expect_ended_within(reason, POLICY_LATENCY);
     clinician.expect_ended_within(reason, POLICY_LATENCY);
+    // The session's own end is on record, with the policy's reason, once its members are gone.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while desk.refusals("session.ended", reason).is_empty() {
+        assert!(Instant::now() < deadline, "no session.ended record naming {reason}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

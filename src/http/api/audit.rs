@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Api, ClientIp, Staff, audit_error, blocking, refuse};
+use super::{Api, ApiPath, ClientIp, Staff, audit_error, blocking, refuse};
 use crate::audit::record::{hex, timestamp};
 use crate::audit::{Actor, AuditError, Event, EventKind, export::Format};
 use crate::auth::policy::{Action, Credential, Principal, Reason};
@@ -104,8 +104,11 @@ impl Filters {
                 .as_deref()
                 .map(|v| {
                     time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                        // A time whose offset takes it past the calendar's last year has no UTC.
+                        .and_then(|t| t.checked_to_offset(time::UtcOffset::UTC))
                         .map(timestamp::format)
-                        .map_err(|_| bad(format!("{name} must be an RFC 3339 time such as 2026-11-24T09:00:00Z")))
+                        .ok_or_else(|| bad(format!("{name} must be an RFC 3339 time such as 2026-11-24T09:00:00Z")))
                 })
                 .transpose()
         };
@@ -208,7 +211,7 @@ async fn search(
 /// One record with its leaf hash.
 #[utoipa::path(get, path = "/api/v1/audit/records/{seq}", tag = "audit", params(("seq" = u64, Path)),
     responses((status = 200, body = RecordView), (status = 404, body = ErrorBody)))]
-async fn record(reader: AuditReader, State(api): State<Api>, Path(seq): Path<u64>) -> Result<Response, ApiError> {
+async fn record(reader: AuditReader, State(api): State<Api>, ApiPath(seq): ApiPath<u64>) -> Result<Response, ApiError> {
     let audit = api.audit.clone();
     let stored = run(move || audit.record(reader.actor, Some(reader.ip), seq)).await?;
     Ok(Json(RecordView::of(&stored)).into_response())
@@ -226,7 +229,7 @@ struct ProofParams {
 async fn proof(
     reader: AuditReader,
     State(api): State<Api>,
-    Path(seq): Path<u64>,
+    ApiPath(seq): ApiPath<u64>,
     params: Result<Query<ProofParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let params = params.map_err(query_error)?.0;

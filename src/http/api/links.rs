@@ -2,7 +2,7 @@
 //! enter an appointment, and learns why not when it may not.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Api, ApiJson, ClientIp, Staff, blocking, browser_cookie, no_content, schedule_error};
+use super::{Api, ApiJson, ApiPath, ClientIp, Staff, blocking, browser_cookie, no_content, schedule_error};
 use crate::auth::policy::Reason;
 use crate::auth::{digest, new_secret};
 use crate::domain::{AppointmentId, LinkId, ParticipantId};
@@ -91,7 +91,7 @@ fn host(headers: &HeaderMap) -> String {
 async fn list_links(
     State(api): State<Api>,
     staff: Staff,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Vec<LinkView>>, ApiError> {
     let id: AppointmentId = id.parse().map_err(|_| not_found("appointment"))?;
     let now = api.now();
@@ -107,7 +107,7 @@ async fn issue_link(
     State(api): State<Api>,
     staff: Staff,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<IssueLink>,
 ) -> Result<Response, ApiError> {
     let id: AppointmentId = id.parse().map_err(|_| not_found("appointment"))?;
@@ -128,7 +128,7 @@ async fn issue_link(
 /// Revokes a link: it stops working at once and a live connection made with it ends.
 #[utoipa::path(delete, path = "/api/v1/links/{id}", tag = "schedule", params(("id" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn revoke_link(State(api): State<Api>, staff: Staff, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn revoke_link(State(api): State<Api>, staff: Staff, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     let id: LinkId = id.parse().map_err(|_| not_found("link"))?;
     let now = api.now();
     blocking(move || api.schedule.revoke_link(&staff.caller, id, now).map_err(schedule_error)).await?;
@@ -209,12 +209,8 @@ async fn join_with_link(
         }
     };
     let now = api.now();
-    let expected = match body.appointment_id.as_deref().map(str::parse::<AppointmentId>) {
-        Some(Ok(id)) => Some(id),
-        Some(Err(_)) => return Err(not_found("appointment")),
-        None => None,
-    };
     let result = blocking(move || {
+        let expected = body.appointment_id.as_deref();
         match api.schedule.redeem_link(&body.token, expected, Some(&digest(&browser)), Some(ip), now) {
             Ok(admission) => Ok(admission),
             Err(ScheduleError::Denied(reason)) => {

@@ -1,7 +1,7 @@
 //! Rooms, appointments and lockdowns for schedulers and security staff.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Api, ApiJson, Staff, blocking, no_content, schedule_error};
+use super::{Api, ApiJson, ApiPath, Staff, blocking, no_content, schedule_error};
 use crate::domain::{AppointmentId, GuestKind, LockdownScope, Room, RoomId};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::schedule::{AppointmentView, NewAppointment};
@@ -126,7 +126,7 @@ pub struct DeviceCredential {
 async fn replace_device(
     State(api): State<Api>,
     staff: Staff,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<DeviceCredential>, ApiError> {
     let room: RoomId = parse_id("room", &id)?;
     let now = api.now();
@@ -138,7 +138,11 @@ async fn replace_device(
 /// Revokes the room's device credential: its kiosk is disconnected and cannot rejoin.
 #[utoipa::path(delete, path = "/api/v1/rooms/{id}/device", tag = "schedule", params(("id" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn revoke_device(State(api): State<Api>, staff: Staff, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn revoke_device(
+    State(api): State<Api>,
+    staff: Staff,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
     let room: RoomId = parse_id("room", &id)?;
     let now = api.now();
     blocking(move || api.schedule.revoke_device(&staff.caller, room, now).map_err(schedule_error)).await?;
@@ -331,7 +335,7 @@ async fn book(
 async fn get_appointment(
     State(api): State<Api>,
     staff: Staff,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<AppointmentJson>, ApiError> {
     let id: AppointmentId = parse_id("appointment", &id)?;
     let now = api.now();
@@ -352,7 +356,7 @@ pub struct Reschedule {
 async fn reschedule(
     State(api): State<Api>,
     staff: Staff,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<Reschedule>,
 ) -> Result<Json<AppointmentJson>, ApiError> {
     let id: AppointmentId = parse_id("appointment", &id)?;
@@ -377,7 +381,7 @@ pub struct Cancel {
 async fn cancel(
     State(api): State<Api>,
     staff: Staff,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<Cancel>,
 ) -> Result<Json<AppointmentJson>, ApiError> {
     let id: AppointmentId = parse_id("appointment", &id)?;
@@ -458,7 +462,11 @@ async fn place_lockdown(
 /// Lifts a lockdown.
 #[utoipa::path(delete, path = "/api/v1/lockdowns/{id}", tag = "schedule", params(("id" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn lift_lockdown(State(api): State<Api>, staff: Staff, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn lift_lockdown(
+    State(api): State<Api>,
+    staff: Staff,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
     let id: uuid::Uuid = parse_id("lockdown", &id)?;
     let now = api.now();
     blocking(move || api.schedule.lift_lockdown(&staff.caller, id, now).map_err(schedule_error)).await?;

@@ -73,9 +73,6 @@ async fn sign_in(
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<SignIn>,
 ) -> Result<Response, ApiError> {
-    if body.username.len() > 64 || body.password.len() > 256 || body.totp.as_ref().is_some_and(|t| t.len() > 16) {
-        return Err(ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_request", "A field is too long."));
-    }
     let now = api.now();
     let staff = api.staff.clone();
     let signed_in = blocking(move || {

@@ -3,14 +3,14 @@
 //! media.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Api, ApiJson, Staff, blocking, no_content, schedule_error};
+use super::{Api, ApiJson, ApiPath, Staff, blocking, no_content, schedule_error};
 use crate::auth::policy::{Action, Credential};
 use crate::domain::AppointmentId;
 use crate::http::error::{ApiError, ErrorBody};
@@ -162,7 +162,7 @@ pub struct Terminate {
 async fn terminate(
     State(api): State<Api>,
     staff: Staff,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<Terminate>,
 ) -> Result<Response, ApiError> {
     // The role first: whether a session exists is not for everyone to learn.
