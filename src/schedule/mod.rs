@@ -334,6 +334,10 @@ impl Schedule {
     }
 
     pub fn book(&self, caller: &Caller, new: NewAppointment, now: Timestamp) -> Result<AppointmentView, ScheduleError> {
+        // Who may book at all is asked before anything they sent is read: someone who may not
+        // book is refused (and audited) alike whatever the booking says, and learns nothing of
+        // rooms or checks. The policy asks again below with the booking as it would be.
+        self.authorize(caller, Action::Book, None, Credential::Valid, now)?;
         let room = self.room(new.room)?;
         let (start, end) = (validate::whole_seconds(new.start), validate::whole_seconds(new.end));
         validate::times(start, end, now)?;

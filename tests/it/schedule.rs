@@ -438,6 +438,16 @@ fn every_join_refusal_is_produced_by_its_situation_and_audited() {
         "clinician": { "name": "a", "email": "b@c.de" }, "patient_pseudonym": "PT-1", "escort_name": "e" })),
     );
     assert_refused(&forbidden, 403, "role_forbidden");
+    // Whatever the booking says: who may book is asked first.
+    let forbidden_and_invalid = gw.staff_request(
+        &desk.security,
+        "POST",
+        "/api/v1/appointments",
+        Some(json!({
+        "room_id": desk.room_id(), "start": "9999-12-30T21:00:00Z", "end": "9999-12-30T21:59:59Z",
+        "clinician": { "name": "a", "email": "b@c.de" }, "patient_pseudonym": "PT-1", "escort_name": "e" })),
+    );
+    assert_refused(&forbidden_and_invalid, 403, "role_forbidden");
     assert_refused(&gw.request("GET", "/api/v1/appointments", &[], None), 401, "not_authenticated");
 
     for (kind, reason) in [
