@@ -115,7 +115,7 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> a
     };
     let schedule =
         Schedule::new(store.clone(), audit.clone(), config.windows, links).with_join_limit(config.join_limit);
-    let staff = StaffAccounts::new(store.clone(), audit.clone());
+    let staff = StaffAccounts::new(store.clone(), audit.clone()).with_sign_in_limit(config.sign_in_limit);
     let clock = crate::clock::system();
     let demo = if config.demo {
         let (store, staff, schedule) = (store.clone(), staff.clone(), schedule.clone());
@@ -136,7 +136,10 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> a
     let sessions_stop = CancellationToken::new();
     let sessions = Sessions::start(schedule.clone(), sfu, sfu_events, clock.clone(), sessions_stop.clone());
     let door_summaries_stop = CancellationToken::new();
-    let door_summaries = tokio::spawn(schedule.clone().run_door_summaries(clock.clone(), door_summaries_stop.clone()));
+    let door_summaries = [
+        tokio::spawn(schedule.clone().run_door_summaries(clock.clone(), door_summaries_stop.clone())),
+        tokio::spawn(staff.clone().run_sign_in_summaries(clock.clone(), door_summaries_stop.clone())),
+    ];
     let api = http::api::Api { store: store.clone(), audit: audit.clone(), staff, schedule, sessions, clock };
     let public_router = http::public_router(http_metrics, api);
     let checkpoints_stop = CancellationToken::new();
@@ -181,7 +184,9 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> a
     public_server.abort();
     // Refused join attempts not yet summarised are recorded before the stop.
     door_summaries_stop.cancel();
-    let _ = door_summaries.await;
+    for summaries in door_summaries {
+        let _ = summaries.await;
+    }
     checkpoints_stop.cancel();
     let _ = checkpoints.await;
     if let Err(e) = audit.append(version_event(EventKind::GatewayStopped)).await {

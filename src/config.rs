@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
+use crate::auth::door_throttle::DoorLimit;
+
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_DATA_DIR: &str = "./data";
@@ -246,6 +248,15 @@ pub struct ServeSettings {
     /// e.g. "2s" [default: 2s].
     #[arg(long, env = "GATEHOUSE_JOIN_REFILL", value_name = "DURATION")]
     pub join_refill: Option<String>,
+    /// Failed staff sign-ins (and refused audit API tokens) one source address may make at once
+    /// before every sign-in from it is refused for a while, e.g. a hospital's staff behind one
+    /// address [default: 20].
+    #[arg(long, env = "GATEHOUSE_SIGN_IN_BURST", value_name = "COUNT")]
+    pub sign_in_burst: Option<u32>,
+    /// Once an address has used its burst of failed sign-ins, how long until it may try once
+    /// more, e.g. "15s" [default: 15s].
+    #[arg(long, env = "GATEHOUSE_SIGN_IN_REFILL", value_name = "DURATION")]
+    pub sign_in_refill: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -274,7 +285,9 @@ pub struct ServeConfig {
     pub log: String,
     pub windows: crate::schedule::WindowSettings,
     /// How many join attempts one source address may make.
-    pub join_limit: crate::schedule::JoinLimit,
+    pub join_limit: DoorLimit,
+    /// How many failed staff sign-ins one source address may make.
+    pub sign_in_limit: DoorLimit,
     /// The UDP address media is served on.
     pub media_listen: SocketAddr,
     /// Where ICE-TCP media is served.
@@ -343,21 +356,16 @@ impl ServeConfig {
             early_join: duration("--early-join", s.early_join.or(file.early_join))?.unwrap_or(defaults.early_join),
             overrun: duration("--overrun", s.overrun.or(file.overrun))?.unwrap_or(defaults.overrun),
         };
-        let join_defaults = crate::schedule::JoinLimit::default();
-        let join_limit = crate::schedule::JoinLimit {
-            burst: match s.join_burst.or(file.join_burst) {
-                Some(0) => return Err(ConfigError::new("--join-burst", "must be at least 1")),
-                Some(burst) => burst,
-                None => join_defaults.burst,
-            },
-            refill: match duration("--join-refill", s.join_refill.or(file.join_refill))? {
-                Some(refill) if refill.is_zero() => {
-                    return Err(ConfigError::new("--join-refill", "must be longer than 0s"));
-                }
-                Some(refill) => refill,
-                None => join_defaults.refill,
-            },
-        };
+        let join_limit = door_limit(
+            ("--join-burst", s.join_burst.or(file.join_burst)),
+            ("--join-refill", s.join_refill.or(file.join_refill)),
+            DoorLimit::JOIN,
+        )?;
+        let sign_in_limit = door_limit(
+            ("--sign-in-burst", s.sign_in_burst.or(file.sign_in_burst)),
+            ("--sign-in-refill", s.sign_in_refill.or(file.sign_in_refill)),
+            DoorLimit::STAFF,
+        )?;
         let media_listen = SocketAddr::new(listen.ip(), s.media_port.or(file.media_port).unwrap_or(DEFAULT_MEDIA_PORT));
         let public_ips = if s.public_ips.is_empty() { file.public_ips } else { s.public_ips };
         let ice_tcp = match s.media_tcp_port.or(file.media_tcp_port).as_deref() {
@@ -379,6 +387,7 @@ impl ServeConfig {
             public_ips,
             windows,
             join_limit,
+            sign_in_limit,
             demo: args.demo,
             listen,
             admin_listen,
@@ -429,6 +438,27 @@ fn read_file(path: &Path) -> Result<ServeSettings, ConfigError> {
 }
 
 /// A duration such as "15m", "90s" or "1h 30m", between zero and a day.
+/// A door's limit from its two settings, each given as (flag, value), or else `defaults`.
+/// Neither may be zero: that would lock everyone out.
+fn door_limit(
+    (burst_flag, burst): (&str, Option<u32>),
+    (refill_flag, refill): (&str, Option<String>),
+    defaults: DoorLimit,
+) -> Result<DoorLimit, ConfigError> {
+    Ok(DoorLimit {
+        burst: match burst {
+            Some(0) => return Err(ConfigError::new(burst_flag, "must be at least 1")),
+            Some(burst) => burst,
+            None => defaults.burst,
+        },
+        refill: match duration(refill_flag, refill)? {
+            Some(refill) if refill.is_zero() => return Err(ConfigError::new(refill_flag, "must be longer than 0s")),
+            Some(refill) => refill,
+            None => defaults.refill,
+        },
+    })
+}
+
 fn duration(setting: &str, value: Option<String>) -> Result<Option<jiff::SignedDuration>, ConfigError> {
     let Some(text) = value else { return Ok(None) };
     let parsed: jiff::SignedDuration = text
@@ -531,6 +561,15 @@ mod tests {
         assert_eq!((set.burst, set.refill), (500, jiff::SignedDuration::from_millis(10)));
         assert_eq!(parse(&["--join-burst", "0"]).unwrap_err().setting, "--join-burst");
         assert_eq!(parse(&["--join-refill", "0s"]).unwrap_err().setting, "--join-refill");
+    }
+
+    #[test]
+    fn sign_in_limit_defaults_and_refuses_what_would_lock_everyone_out() {
+        assert_eq!(parse(&[]).unwrap().sign_in_limit, DoorLimit::STAFF);
+        let set = parse(&["--sign-in-burst", "3", "--sign-in-refill", "1m"]).unwrap().sign_in_limit;
+        assert_eq!(set, DoorLimit { burst: 3, refill: jiff::SignedDuration::from_mins(1) });
+        assert_eq!(parse(&["--sign-in-burst", "0"]).unwrap_err().setting, "--sign-in-burst");
+        assert_eq!(parse(&["--sign-in-refill", "0s"]).unwrap_err().setting, "--sign-in-refill");
     }
 
     #[test]

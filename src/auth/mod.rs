@@ -3,6 +3,7 @@
 
 pub mod api_token;
 pub mod device;
+pub mod door_throttle;
 pub mod link_token;
 pub mod links;
 pub mod password;

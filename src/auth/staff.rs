@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 
+use super::door_throttle::{DoorLimit, DoorThrottle, Verdict};
 use super::policy::{Principal, Reason};
 use super::{Caller, code, digest, new_secret, password, totp};
 use crate::audit::{AuditError, AuditLog, EventKind, Object};
+use crate::clock::Clock;
 use crate::domain::{StaffId, StaffRole};
 use crate::rate::RetryAfter;
 use crate::store::{SessionRecord, StaffRecord, Store, StoreError};
@@ -30,8 +32,12 @@ pub enum StaffError {
     #[error("{}", .0.message())]
     Denied(Reason),
     /// Locked after repeated failures (the policy's `rate_limited`), until the lock lifts.
-    #[error("{}", .0.message())]
+    #[error("This account is locked after too many failed sign-ins. Try again in {}.", .0.in_words())]
     RateLimited(RetryAfter),
+    /// Too many failed sign-ins from the caller's address (also `rate_limited`), until its
+    /// allowance refills.
+    #[error("Too many failed sign-ins from this network. Try again in {}.", .0.in_words())]
+    AddressLimited(RetryAfter),
     #[error("{0}")]
     Invalid(String),
     #[error("no staff account is called {0:?}")]
@@ -79,6 +85,10 @@ impl StaffSession {
 pub struct StaffAccounts {
     store: Arc<dyn Store>,
     audit: AuditLog,
+    /// Failed sign-ins per source address. Only a failure spends, so staff who sign in well
+    /// are never counted; once an address has none left, its sign-ins are refused before any
+    /// password is checked, until the bucket refills.
+    sign_ins: Arc<DoorThrottle>,
 }
 
 impl std::fmt::Debug for StaffAccounts {
@@ -99,7 +109,20 @@ fn username_ok(name: &str) -> bool {
 
 impl StaffAccounts {
     pub fn new(store: Arc<dyn Store>, audit: AuditLog) -> Self {
-        Self { store, audit }
+        Self { store, audit, sign_ins: Arc::new(DoorThrottle::new(DoorLimit::STAFF)) }
+    }
+
+    /// The same accounts with `limit` on failed sign-ins per source address instead of the
+    /// default.
+    pub fn with_sign_in_limit(mut self, limit: DoorLimit) -> Self {
+        self.sign_ins = Arc::new(DoorThrottle::new(limit));
+        self
+    }
+
+    /// Records the summaries of sign-ins refused for their address's limit every second until
+    /// `stop`, then all that are left.
+    pub async fn run_sign_in_summaries(self, clock: Clock, stop: tokio_util::sync::CancellationToken) {
+        self.sign_ins.clone().run_summaries(self.audit.clone(), EventKind::StaffSignInFailed, clock, stop).await;
     }
 
     /// Creates an account. Returns the TOTP enrolment URI when a second factor was set up: always
@@ -183,22 +206,35 @@ impl StaffAccounts {
         totp_code: Option<&str>,
         now: Timestamp,
     ) -> Result<SignedIn, StaffError> {
+        if let Some(ip) = caller.ip
+            && let Verdict::Refused { record, retry_after } = self.sign_ins.admit(ip, now)
+        {
+            // The first refusal of a run now, the rest in the address's next summary.
+            if record {
+                self.audit.append_blocking(caller.refusal(
+                    EventKind::StaffSignInFailed,
+                    Reason::RateLimited,
+                    Object::default(),
+                ))?;
+            }
+            return Err(StaffError::AddressLimited(retry_after));
+        }
         // Longer than any username, password or code this gateway issues or accepts: refused
         // unread, as any other wrong credential is.
         let too_long = username.len() > MAX_USERNAME_BYTES
             || password_text.len() > password::MAX_PASSWORD_BYTES
             || totp_code.is_some_and(|code| code.len() > MAX_TOTP_BYTES);
         if too_long {
-            return Err(self.failed(caller, None, Reason::NotAuthenticated)?);
+            return Err(self.failed(caller, None, Reason::NotAuthenticated, now)?);
         }
         let Some(mut record) = self.store.staff_by_username(username)? else {
             // Same cost as a real check, so timing does not reveal which usernames exist.
             password::verify_against_dummy(password_text);
-            return Err(self.failed(caller, None, Reason::NotAuthenticated)?);
+            return Err(self.failed(caller, None, Reason::NotAuthenticated, now)?);
         };
         let now_s = now.as_second();
         if let Some(until) = record.locked_until.filter(|until| *until > now_s) {
-            self.audit_failure(caller, Some(&record), Reason::RateLimited)?;
+            self.audit_failure(caller, Some(&record), Reason::RateLimited, now)?;
             return Err(StaffError::RateLimited(RetryAfter::new(SignedDuration::from_secs(until - now_s))));
         }
         let password_ok = password::verify_password(password_text, &record.password_hash);
@@ -215,7 +251,7 @@ impl StaffAccounts {
             if !record.disabled {
                 self.count_failure(caller, &mut record, now)?;
             }
-            return Err(self.failed(caller, Some(&record), Reason::NotAuthenticated)?);
+            return Err(self.failed(caller, Some(&record), Reason::NotAuthenticated, now)?);
         }
         record.failed_sign_ins = 0;
         record.first_failure_at = None;
@@ -259,12 +295,28 @@ impl StaffAccounts {
         Ok(())
     }
 
-    fn failed(&self, caller: &Caller, record: Option<&StaffRecord>, reason: Reason) -> Result<StaffError, StaffError> {
-        self.audit_failure(caller, record, reason)?;
+    fn failed(
+        &self,
+        caller: &Caller,
+        record: Option<&StaffRecord>,
+        reason: Reason,
+        now: Timestamp,
+    ) -> Result<StaffError, StaffError> {
+        self.audit_failure(caller, record, reason, now)?;
         Ok(StaffError::Denied(reason))
     }
 
-    fn audit_failure(&self, caller: &Caller, record: Option<&StaffRecord>, reason: Reason) -> Result<(), StaffError> {
+    /// Records a failed sign-in, which spends from its address's allowance.
+    fn audit_failure(
+        &self,
+        caller: &Caller,
+        record: Option<&StaffRecord>,
+        reason: Reason,
+        now: Timestamp,
+    ) -> Result<(), StaffError> {
+        if let Some(ip) = caller.ip {
+            self.sign_ins.attempt(ip, now);
+        }
         let object = record.map(staff_object).unwrap_or_default();
         self.audit.append_blocking(caller.refusal(EventKind::StaffSignInFailed, reason, object))?;
         Ok(())

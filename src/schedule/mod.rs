@@ -12,6 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::sync::broadcast;
 
 use crate::audit::{AuditError, AuditLog, EventKind, Object};
+use crate::auth::door_throttle::{DoorLimit, DoorThrottle};
 use crate::auth::links::LinkKeys;
 use crate::auth::policy::{self, Action, AppointmentFacts, Credential, Decision, Principal, Reason, Request, Status};
 use crate::auth::{Caller, code, device};
@@ -36,22 +37,6 @@ pub struct WindowSettings {
 impl Default for WindowSettings {
     fn default() -> Self {
         Self { early_join: SignedDuration::from_mins(15), overrun: SignedDuration::from_mins(10) }
-    }
-}
-
-/// How many join attempts one source address may make: `burst` at once, then one every
-/// `refill`. From the configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct JoinLimit {
-    pub burst: u32,
-    pub refill: SignedDuration,
-}
-
-impl Default for JoinLimit {
-    /// A burst of 30 (a ward of kiosks behind one address reconnecting together), then one
-    /// every two seconds.
-    fn default() -> Self {
-        Self { burst: 30, refill: SignedDuration::from_secs(2) }
     }
 }
 
@@ -173,7 +158,7 @@ pub struct Schedule {
     links: Arc<LinkKeys>,
     /// Attempts per source address, shared by every door (HTTP and signalling): every join
     /// attempt spends from it, and every credential refused at a lookup (see `throttle.rs`).
-    throttle: Arc<throttle::DoorThrottle>,
+    throttle: Arc<DoorThrottle>,
 }
 
 impl std::fmt::Debug for Schedule {
@@ -185,12 +170,12 @@ impl std::fmt::Debug for Schedule {
 impl Schedule {
     pub fn new(store: Arc<dyn Store>, audit: AuditLog, settings: WindowSettings, links: Arc<LinkKeys>) -> Self {
         let (changes, _) = broadcast::channel(256);
-        Self { store, audit, settings, changes, links, throttle: Arc::default() }
+        Self { store, audit, settings, changes, links, throttle: Arc::new(DoorThrottle::new(DoorLimit::JOIN)) }
     }
 
     /// The same service with `limit` on join attempts per source address instead of the default.
-    pub fn with_join_limit(mut self, limit: JoinLimit) -> Self {
-        self.throttle = Arc::new(throttle::DoorThrottle::new(limit));
+    pub fn with_join_limit(mut self, limit: DoorLimit) -> Self {
+        self.throttle = Arc::new(DoorThrottle::new(limit));
         self
     }
 

@@ -129,6 +129,22 @@ impl Desk {
             .cloned()
             .collect()
     }
+
+    /// Moves the clock past the summary interval and waits for the address's one summary of
+    /// the `rate_limited` refusals of `kind` after the first of the run: its record.
+    pub fn rate_limited_summary(&self, kind: &str) -> Value {
+        self.gw.set_clock_offset(61);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let limited = self.refusals(kind, "rate_limited");
+            if limited.len() > 1 {
+                assert_eq!(limited.len(), 2, "one summary per address per minute: {limited:#?}");
+                return limited[1]["record"].clone();
+            }
+            assert!(std::time::Instant::now() < deadline, "no summary of the refused attempts");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
 }
 
 fn assert_refused(response: &Response, status: u16, code: &str) {
@@ -140,6 +156,44 @@ fn assert_refused(response: &Response, status: u16, code: &str) {
 
 fn browser_cookie(response: &Response) -> String {
     response.header("set-cookie").expect("a browser cookie").split(';').next().unwrap().to_owned()
+}
+
+#[test]
+fn failed_sign_ins_are_limited_per_address_and_their_refusals_summarised_in_the_audit() {
+    let desk = Desk::with_settings(&["--sign-in-burst", "3", "--sign-in-refill", "1h"]);
+    let gw = &desk.gw;
+    let sign_in = |username: &str, password: &str| {
+        gw.request("POST", "/api/v1/session", &[], Some(&json!({ "username": username, "password": password })))
+    };
+    // Guesses sprayed across usernames, so that no one account's lockout is reached.
+    for username in ["nobody", "noone", "nemo"] {
+        assert_refused(&sign_in(username, PASSWORD), 401, "not_authenticated");
+    }
+    // The address has spent its allowance: even the right password is refused unchecked,
+    // with the wait of a whole refill.
+    let limited = sign_in("sched", PASSWORD);
+    assert_refused(&limited, 429, "rate_limited");
+    let wait = limited.retry_after();
+    assert!((3500..=3600).contains(&wait), "Retry-After: {wait}");
+    let message = limited.json()["message"].as_str().unwrap().to_owned();
+    assert_eq!(message, "Too many failed sign-ins from this network. Try again in 60 minutes.");
+    for _ in 0..4 {
+        assert_refused(&sign_in("nobody", PASSWORD), 429, "rate_limited");
+    }
+    // Staff already signed in carry on.
+    assert_eq!(gw.staff_request(&desk.scheduler, "GET", "/api/v1/session", None).status, 200);
+    // The first refusal of the run is recorded at once, the other four in the address's summary.
+    let limited = desk.refusals("staff.sign_in_failed", "rate_limited");
+    assert_eq!(limited.len(), 1, "{limited:#?}");
+    assert_eq!(limited[0]["record"]["ip"], "127.0.0.1");
+    assert!(limited[0]["record"]["details"]["attempts"].is_null(), "{limited:#?}");
+    assert_eq!(desk.refusals("staff.sign_in_failed", "not_authenticated").len(), 3);
+    let summary = desk.rate_limited_summary("staff.sign_in_failed");
+    assert_eq!(summary["ip"], "127.0.0.1", "{summary}");
+    assert_eq!(summary["details"]["attempts"], 4, "{summary}");
+    // Once the wait is over, the right password is let through again.
+    gw.set_clock_offset(i64::try_from(wait).unwrap());
+    gw.sign_in("sched", PASSWORD, None);
 }
 
 #[test]

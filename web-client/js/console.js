@@ -2,7 +2,7 @@
 // links; for security officers live sessions, termination, lockdowns and the audit log.
 import { formatTime, formatDuration } from './clock.js';
 import { zonedWindow, instantToZoned } from './zones.js';
-import { refusalDetails, waitInWords } from './reasons.js';
+import { refusalDetails } from './reasons.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -142,9 +142,8 @@ $('signin-form').addEventListener('submit', async (event) => {
 
 function signInRefusal(error) {
   if (error.code === 'not_authenticated') return 'The username, password or code is not right. Check them and try again.';
-  if (error.code === 'rate_limited' && error.retryAfter) {
-    return `This account is locked after too many failed sign-ins. Try again in ${waitInWords(error.retryAfter)}.`;
-  }
+  // An account locked after its failures, or an address after its own: the gateway's sentence
+  // says which, and when to try again.
   return error.message;
 }
 

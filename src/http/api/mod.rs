@@ -324,7 +324,9 @@ pub fn schedule_error(e: ScheduleError) -> ApiError {
 pub fn staff_error(e: StaffError) -> ApiError {
     match e {
         StaffError::Denied(reason) => denied(reason),
-        StaffError::RateLimited(retry_after) => rate_limited(retry_after),
+        StaffError::RateLimited(retry_after) | StaffError::AddressLimited(retry_after) => {
+            ApiError::rate_limited(Reason::RateLimited.code(), e.to_string(), retry_after.whole_seconds())
+        }
         StaffError::Invalid(message) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message),
         StaffError::NotFound(_) => ApiError::not_found(),
         StaffError::Audit(e) => audit_error(e),

@@ -66,7 +66,7 @@ fn session_cookie(value: &str) -> String {
     responses(
         (status = 200, description = "Signed in; the session cookie is set", body = SessionView),
         (status = 401, description = "Wrong username, password or code", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: the account is locked after repeated failures", body = ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds until an attempt can be let through again"))),
+        (status = 429, description = "`rate_limited`: the account is locked after repeated failures, or its address has made too many failed sign-ins", body = ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds until an attempt can be let through again"))),
     ))]
 async fn sign_in(
     State(api): State<Api>,
