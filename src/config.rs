@@ -240,8 +240,10 @@ pub struct ServeSettings {
     #[arg(long, env = "GATEHOUSE_LOG", value_name = "FILTER")]
     pub log: Option<String>,
     /// Join attempts one source address may make at once before it is limited, e.g. a ward of
-    /// kiosks behind one address reconnecting together; refused credentials at the kiosk's
-    /// lookup and the device checks spend from the same allowance [default: 30].
+    /// kiosks behind one address reconnecting together; refused requests (credentials at the
+    /// kiosk's lookup and the device checks, staff and audit API requests without a valid
+    /// session or token, signalling from another site's page) spend from the same allowance
+    /// [default: 30].
     #[arg(long, env = "GATEHOUSE_JOIN_BURST", value_name = "COUNT")]
     pub join_burst: Option<u32>,
     /// Once an address has used its burst, how long until it may make one more join attempt,

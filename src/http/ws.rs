@@ -8,7 +8,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
-use super::api::{Api, ClientIp, ReachedIp, audit_error, blocking, browser_cookie};
+use super::api::{Api, ClientIp, ReachedIp, blocking, browser_cookie, refuse_request};
 use super::error::ApiError;
 use crate::audit::EventKind;
 use crate::auth::Caller;
@@ -47,18 +47,18 @@ pub async fn upgrade(
     // Browsers send cookies with a WebSocket from any page, so a page elsewhere could act
     // with this browser's link binding: only the gateway's own pages may open one.
     if !same_origin(&headers, &uri) {
-        let audit = api.audit.clone();
-        let refusal =
-            Caller::new(Principal::Anonymous, Some(ip)).event(EventKind::AccessDenied).refused("origin_forbidden");
-        return match blocking(move || audit.append_blocking(refusal).map_err(audit_error)).await {
-            Ok(_) => ApiError::new(
+        let api = api.clone();
+        let refused = blocking(move || {
+            let caller = Caller::new(Principal::Anonymous, Some(ip));
+            let refusal = caller.event(EventKind::AccessDenied).refused("origin_forbidden");
+            let error = ApiError::new(
                 StatusCode::FORBIDDEN,
                 "origin_forbidden",
                 "Signalling is open to the gateway's own pages only.",
-            )
-            .into_response(),
-            Err(e) => e.into_response(),
-        };
+            );
+            Ok(refuse_request(&api, &caller, refusal, error))
+        });
+        return refused.await.unwrap_or_else(|e| e).into_response();
     }
     let peer =
         Peer { ip: Some(ip), gateway_ip: Some(gateway_ip), browser: browser_cookie(&headers).map(|c| digest(&c)) };

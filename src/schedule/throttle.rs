@@ -1,16 +1,17 @@
 //! The join door's use of the per-address limit (`auth::door_throttle`): every join attempt
-//! spends from an address's bucket, and so does every credential refused at a lookup that valid
-//! credentials make all day. The kiosk's lookup and the device check are made all day by valid
-//! credentials (every kiosk of a ward behind one address polls every 5 s), so only a refused
-//! credential spends there: counting every lookup would turn a ward's own kiosks away.
-
+//! spends from an address's bucket, and so does every refused request that anyone can send
+//! (a credential refused at the kiosk's lookup or the device checks, a staff or audit API
+//! request without a valid session or token, signalling from another site's page). The
+//! lookups are made all day by valid credentials (every kiosk of a ward behind one address
+//! polls every 5 s), so only a refusal spends there: counting every lookup would turn a ward's
+//! own kiosks away.
 use std::net::IpAddr;
 
 use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
 use super::{Schedule, ScheduleError};
-use crate::audit::{EventKind, Object};
+use crate::audit::{Event, EventKind, Object};
 use crate::auth::Caller;
 use crate::auth::door_throttle::Verdict;
 use crate::auth::policy::{self, Action, Credential, Decision, Principal, Reason, Request};
@@ -69,6 +70,23 @@ impl Schedule {
             return limited;
         }
         self.refuse(caller, kind, reason, object)
+    }
+
+    /// Records `refusal`, made at a door where only refusals spend from the address's
+    /// allowance: a staff request without a valid session, token or CSRF token, or signalling
+    /// opened from another site's page. While the address has some left, the refusal is
+    /// recorded and answered on its merits (`Ok`); beyond that it becomes the same
+    /// `rate_limited` as at every other door, recorded at once or in the address's next
+    /// summary, so that a flood of bad requests cannot flood the audit log.
+    pub fn refuse_request(&self, ip: Option<IpAddr>, refusal: Event, now: Timestamp) -> Result<(), ScheduleError> {
+        if let Some(ip) = ip
+            && let Verdict::Refused { record, retry_after } = self.throttle.attempt(ip, now)
+            && let Some(limited) = self.rate_limited(ip, record, retry_after, now)
+        {
+            return Err(limited);
+        }
+        self.audit.append_blocking(refusal)?;
+        Ok(())
     }
 
     /// The policy's refusal of an address that tried too often, audited now when `record`

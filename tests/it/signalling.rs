@@ -1087,6 +1087,42 @@ fn join_attempts_are_limited_per_address_and_their_refusals_summarised_in_the_au
 }
 
 #[test]
+fn refused_requests_spend_from_their_addresss_allowance_and_a_flood_of_them_is_summarised() {
+    let desk = Desk::with_settings(&["--join-burst", "3", "--join-refill", "1h"]);
+    let no_session = || desk.gw.request("GET", "/api/v1/rooms", &[], None);
+    let forged_token = || desk.gw.api_get("/api/v1/audit/records", "gha_forged");
+    let foreign_page = || match Ws::upgrade(&desk, Ipv4Addr::LOCALHOST, None, Some("https://evil.example")) {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body: Value = serde_json::from_slice(response.body().as_deref().unwrap_or_default()).unwrap();
+            (response.status().as_u16(), body["code"].as_str().unwrap_or_default().to_owned())
+        }
+        other => panic!("a WebSocket from another site's page: {:?}", other.map(|_| ())),
+    };
+    // Within the allowance each is answered on its merits and recorded.
+    assert_status(&no_session(), 401);
+    assert_status(&forged_token(), 401);
+    assert_eq!(foreign_page(), (403, "origin_forbidden".to_owned()));
+    // Beyond it, each gets the same 429 with the wait.
+    for _ in 0..2 {
+        let limited = no_session();
+        assert_status(&limited, 429);
+        assert!((3500..=3600).contains(&limited.retry_after()), "{limited:?}");
+        assert_status(&forged_token(), 429);
+        assert_eq!(foreign_page(), (429, "rate_limited".to_owned()));
+    }
+    // Staff with a valid session are not limited by what their address was refused.
+    assert_eq!(desk.gw.staff_request(&desk.scheduler, "GET", "/api/v1/rooms", None).status, 200);
+    assert_eq!(desk.refusals("access.denied", "not_authenticated").len(), 1);
+    assert_eq!(desk.refusals("audit.access_refused", "not_authenticated").len(), 1);
+    assert_eq!(desk.refusals("access.denied", "origin_forbidden").len(), 1);
+    let limited = desk.refusals("access.denied", "rate_limited");
+    assert_eq!(limited.len(), 1, "the first of the run at once: {limited:#?}");
+    let summary = desk.rate_limited_summary("access.denied");
+    assert_eq!(summary["ip"], "127.0.0.1", "{summary}");
+    assert_eq!(summary["details"]["attempts"], 5, "{summary}");
+}
+
+#[test]
 fn only_the_gateways_own_pages_may_open_signalling_and_a_link_needs_a_browser_cookie() {
     let desk = Desk::new();
     let appointment = desk.booked(-5, 25);

@@ -58,7 +58,7 @@ impl FromRequestParts<Api> for AuditReader {
                 match id.and_then(|id| crate::audit::Code::new(id).ok()) {
                     Some(id) => Ok(Self { actor: Actor::ApiToken { id }, ip }),
                     None => Err(refuse(
-                        &api.audit,
+                        &api,
                         &Caller::new(Principal::Anonymous, Some(ip)),
                         EventKind::AuditAccessRefused,
                         Reason::NotAuthenticated,

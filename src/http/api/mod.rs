@@ -24,7 +24,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use super::error::ApiError;
 use super::listener::ClientAddr;
-use crate::audit::{AuditError, AuditLog, EventKind, Object};
+use crate::audit::{AuditError, AuditLog, Event, EventKind, Object};
 use crate::auth::policy::{Principal, Reason};
 use crate::auth::staff::{StaffAccounts, StaffError, StaffSession};
 use crate::auth::{Caller, digest};
@@ -156,7 +156,7 @@ impl FromRequestParts<Api> for Staff {
         let (Some(session), Some(token)) = (session, token) else {
             let api = api.clone();
             return Err(blocking(move || {
-                Ok(refuse(&api.audit, &anonymous, EventKind::AccessDenied, Reason::NotAuthenticated))
+                Ok(refuse(&api, &anonymous, EventKind::AccessDenied, Reason::NotAuthenticated))
             })
             .await?);
         };
@@ -167,32 +167,36 @@ impl FromRequestParts<Api> for Staff {
                 aws_lc_rs::constant_time::verify_slices_are_equal(&digest(presented), &digest(&session.csrf_token))
                     .is_ok();
             if !matches {
-                let audit = api.audit.clone();
-                let refused = caller.clone();
-                blocking(move || {
-                    audit
-                        .append_blocking(refused.event(EventKind::AccessDenied).refused("csrf_failed"))
-                        .map_err(audit_error)?;
-                    Ok(())
+                let (api, refused) = (api.clone(), caller.clone());
+                return Err(blocking(move || {
+                    let refusal = refused.event(EventKind::AccessDenied).refused("csrf_failed");
+                    let error = ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "csrf_failed",
+                        "This request did not carry the page's security token. Reload the page and try again.",
+                    );
+                    Ok(refuse_request(&api, &refused, refusal, error))
                 })
-                .await?;
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "csrf_failed",
-                    "This request did not carry the page's security token. Reload the page and try again.",
-                ));
+                .await?);
             }
         }
         Ok(Self { session, caller, token })
     }
 }
 
-/// Audits a refusal and returns its API error.
-fn refuse(audit: &AuditLog, caller: &Caller, kind: EventKind, reason: Reason) -> ApiError {
-    match audit.append_blocking(caller.refusal(kind, reason, Object::default())) {
-        Ok(_) => denied(reason),
-        Err(e) => audit_error(e),
+/// Audits a refused request against its address's allowance (see
+/// `Schedule::refuse_request`) and returns its API error: `refused` while the address has
+/// some left, `429 rate_limited` beyond that.
+pub(crate) fn refuse_request(api: &Api, caller: &Caller, refusal: Event, refused: ApiError) -> ApiError {
+    match api.schedule.refuse_request(caller.ip, refusal, api.now()) {
+        Ok(()) => refused,
+        Err(e) => schedule_error(e),
     }
+}
+
+/// [`refuse_request`] for a refusal with a policy reason.
+fn refuse(api: &Api, caller: &Caller, kind: EventKind, reason: Reason) -> ApiError {
+    refuse_request(api, caller, caller.refusal(kind, reason, Object::default()), denied(reason))
 }
 
 /// A JSON body, parsed strictly: malformed JSON, wrong types, unknown fields and oversized
