@@ -48,8 +48,11 @@ pub(super) enum Command {
     End {
         conn: ConnId,
     },
+    /// The connection closed; `cut_off_for` names the client's misbehaviour when the gateway
+    /// closed it for that.
     Disconnected {
         conn: ConnId,
+        cut_off_for: Option<&'static str>,
     },
     Terminate {
         caller: Caller,
@@ -239,8 +242,22 @@ impl Live {
     /// only once recorded: no audit, no action. What takes something away (leaving, endings)
     /// goes ahead regardless, since refusing to end would be worse; its failure is logged.
     async fn audit(&self, caller: &Caller, kind: EventKind, member: Option<&str>) -> Result<(), AuditError> {
-        let object = Object { participant: member.and_then(code), session: code(self.appointment), ..self.object() };
-        self.record(caller.event(kind).with_object(object)).await
+        self.record(caller.event(kind).with_object(self.member_object(member))).await
+    }
+
+    /// [`Self::audit`] as a refusal with the stable `reason` code.
+    async fn audit_refusal(
+        &self,
+        caller: &Caller,
+        kind: EventKind,
+        reason: &str,
+        member: Option<&str>,
+    ) -> Result<(), AuditError> {
+        self.record(caller.event(kind).refused(reason).with_object(self.member_object(member))).await
+    }
+
+    fn member_object(&self, member: Option<&str>) -> Object {
+        Object { participant: member.and_then(code), session: code(self.appointment), ..self.object() }
     }
 
     async fn record(&self, event: crate::audit::Event) -> Result<(), AuditError> {
@@ -288,7 +305,7 @@ impl Live {
             }
             Command::Admit { conn, member } => self.admit(conn, &member).await,
             Command::End { conn } => return self.end_by(conn).await,
-            Command::Disconnected { conn } => self.disconnected(conn).await,
+            Command::Disconnected { conn, cut_off_for } => self.disconnected(conn, cut_off_for).await,
             Command::Terminate { caller, reason, reply } => {
                 let result = self.terminate(&caller, reason).await;
                 let over = result.is_ok();
@@ -586,13 +603,22 @@ impl Live {
 
     async fn end_member(&mut self, index: usize, reason: EndReason) {
         let Some(member) = self.members.get_mut(index) else { return };
-        member.send(SessionEvent::Ended(reason));
-        if let Some(conn) = member.conn.take()
-            && let Some(key) = conn.media
-        {
+        member.send(SessionEvent::Ended(reason.clone()));
+        let Some(conn) = member.conn.take() else { return };
+        let (caller, id) = (member.caller(), member.id.clone());
+        if let Some(key) = conn.media {
             let _ = self.shared.sfu.remove_participant(key).await;
             self.shared.forget_media(key);
         }
+        // Every member's leaving is on record. A member the policy no longer allows (a
+        // revocation, cancellation, lockdown or the window's end), or whom security removed,
+        // leaves by refusal, with the reason's code.
+        let _ = match reason {
+            EndReason::Policy(_) | EndReason::Terminated { .. } => {
+                self.audit_refusal(&caller, EventKind::SessionLeft, reason.code(), Some(&id)).await
+            }
+            _ => self.audit(&caller, EventKind::SessionLeft, Some(&id)).await,
+        };
     }
 
     fn conn_by_media(&mut self, key: ParticipantKey) -> Option<&mut Conn> {
@@ -634,11 +660,11 @@ impl Live {
             .collect();
         for conn in stalled {
             tracing::warn!("a participant's connection fell behind its messages; disconnecting it");
-            self.disconnected(conn).await;
+            self.disconnected(conn, None).await;
         }
     }
 
-    async fn disconnected(&mut self, conn: ConnId) {
+    async fn disconnected(&mut self, conn: ConnId, cut_off_for: Option<&'static str>) {
         let Some(index) = self.members.iter().position(|m| m.conn.as_ref().is_some_and(|c| c.id == conn)) else {
             return;
         };
@@ -651,7 +677,10 @@ impl Live {
             let _ = self.shared.sfu.remove_participant(key).await;
             self.shared.forget_media(key);
         }
-        let _ = self.audit(&caller, EventKind::SessionLeft, Some(&id)).await;
+        let _ = match cut_off_for {
+            Some(code) => self.audit_refusal(&caller, EventKind::SessionLeft, code, Some(&id)).await,
+            None => self.audit(&caller, EventKind::SessionLeft, Some(&id)).await,
+        };
         self.note(format!("{name} left"));
         self.broadcast_participants();
     }

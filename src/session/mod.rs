@@ -201,7 +201,7 @@ impl Sessions {
             .await
             .map_err(|_| EndReason::Shutdown)?;
         let conn = answer.await.map_err(|_| EndReason::Shutdown)??;
-        Ok(Connection { conn, session })
+        Ok(Connection { conn, session, cut_off_for: None })
     }
 
     /// The live sessions, as metadata for security staff.
@@ -243,6 +243,9 @@ impl Sessions {
 pub struct Connection {
     conn: ConnId,
     session: mpsc::Sender<Command>,
+    /// Set when the gateway closes the connection for the client's misbehaviour: the code the
+    /// member's departure is recorded with.
+    cut_off_for: Option<&'static str>,
 }
 
 impl Connection {
@@ -263,11 +266,18 @@ impl Connection {
     pub async fn end(&self) {
         let _ = self.session.send(Command::End { conn: self.conn }).await;
     }
+
+    /// Lets go of a connection the gateway closed for the client's misbehaviour (`code`, such
+    /// as a flood): the member leaves as on any other drop, and the record of its leaving is a
+    /// refusal that names why.
+    pub fn cut_off(mut self, code: &'static str) {
+        self.cut_off_for = Some(code);
+    }
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        let left = Command::Disconnected { conn: self.conn };
+        let left = Command::Disconnected { conn: self.conn, cut_off_for: self.cut_off_for };
         // The session must hear of every departure, so a full queue is waited on elsewhere.
         if let Err(mpsc::error::TrySendError::Full(left)) = self.session.try_send(left) {
             let session = self.session.clone();

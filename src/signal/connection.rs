@@ -10,7 +10,9 @@ use jiff::Timestamp;
 use tokio::sync::mpsc;
 
 use super::protocol::{self, ClientMessage, Credential};
-use crate::auth::policy::Reason;
+use crate::audit::EventKind;
+use crate::auth::Caller;
+use crate::auth::policy::{Principal, Reason};
 use crate::clock::Clock;
 use crate::rate::{Rate, RetryAfter, TokenBucket};
 use crate::schedule::{Schedule, ScheduleError};
@@ -43,6 +45,25 @@ pub mod close {
     pub const IDLE: u16 = 4408;
     /// The client did not take its messages in time: a send stalled, or its queue filled.
     pub const TOO_SLOW: u16 = 4504;
+}
+
+/// Why the gateway closed a connection on the client: recorded in the audit log with the
+/// code, as the member's leaving or, before a join, as a refused access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CutOff {
+    /// Messages kept coming faster than allowed (closed with 4429).
+    Flood,
+    /// Too many invalid messages (closed with 4400).
+    Abuse,
+}
+
+impl CutOff {
+    fn code(self) -> &'static str {
+        match self {
+            Self::Flood => "signalling_flood",
+            Self::Abuse => "signalling_abuse",
+        }
+    }
 }
 
 /// A frame from the client, as the transport sees it.
@@ -81,8 +102,17 @@ pub struct Peer {
 pub async fn run(mut socket: impl Socket, peer: Peer, schedule: Schedule, sessions: Sessions, clock: Clock) {
     let mut limiter = Limiter::new(clock.clone());
     let credential = match tokio::time::timeout(JOIN_TIMEOUT, first_join(&mut socket, &mut limiter)).await {
-        Ok(Some(credential)) => credential,
-        Ok(None) => return,
+        Ok(Ok(credential)) => credential,
+        Ok(Err(None)) => return,
+        Ok(Err(Some(cut_off))) => {
+            // Not in a session yet: a refused access from the client's address, which spends
+            // from that address's allowance like any other refused request.
+            let refusal =
+                Caller::new(Principal::Anonymous, peer.ip).event(EventKind::AccessDenied).refused(cut_off.code());
+            let (schedule, ip, now) = (schedule.clone(), peer.ip, clock());
+            let _ = tokio::task::spawn_blocking(move || schedule.refuse_request(ip, refusal, now)).await;
+            return;
+        }
         Err(_) => {
             let message = "Send a join message first.";
             socket.send(protocol::error_message("join_timeout", message)).await;
@@ -127,6 +157,7 @@ pub async fn run(mut socket: impl Socket, peer: Peer, schedule: Schedule, sessio
         }
     };
     let mut last_heard = tokio::time::Instant::now();
+    let mut cut_off = None;
     loop {
         tokio::select! {
             () = tokio::time::sleep_until(last_heard + IDLE_TIMEOUT) => {
@@ -156,35 +187,46 @@ pub async fn run(mut socket: impl Socket, peer: Peer, schedule: Schedule, sessio
                 match handle(frame, &connection, &mut limiter, &mut socket).await {
                     Flow::Continue => {}
                     Flow::Stop => break,
+                    Flow::CutOff(why) => {
+                        cut_off = Some(why);
+                        break;
+                    }
                 }
             }
         }
     }
-    // Dropping the connection tells the session this member left (or dropped).
-    drop(connection);
+    // Letting go of the connection tells the session this member left (or dropped).
+    match cut_off {
+        Some(why) => connection.cut_off(why.code()),
+        None => drop(connection),
+    }
 }
 
 enum Flow {
     Continue,
     Stop,
+    /// The gateway closed the connection for the client's misbehaviour.
+    CutOff(CutOff),
 }
 
-async fn first_join(socket: &mut impl Socket, limiter: &mut Limiter) -> Option<Credential> {
+/// The credential of the client's `join`; otherwise an error, naming why the gateway cut the
+/// client off if it did.
+async fn first_join(socket: &mut impl Socket, limiter: &mut Limiter) -> Result<Credential, Option<CutOff>> {
     loop {
-        let frame = socket.recv().await?;
+        let frame = socket.recv().await.ok_or(None)?;
         // Before the join, as after it: a flood is cut off.
         if !limiter.allow() {
             limiter.refuse_message(socket).await;
             if limiter.flooding() {
                 socket.close(close::FLOOD, "flood").await;
-                return None;
+                return Err(Some(CutOff::Flood));
             }
             continue;
         }
         let refused = match frame {
-            Frame::Close => return None,
+            Frame::Close => return Err(None),
             Frame::Text(text) => match protocol::parse(&text) {
-                Ok(ClientMessage::Join(credential)) => return Some(credential),
+                Ok(ClientMessage::Join(credential)) => return Ok(credential),
                 Ok(ClientMessage::Ping { id }) => {
                     socket.send(protocol::pong(id)).await;
                     continue;
@@ -196,7 +238,7 @@ async fn first_join(socket: &mut impl Socket, limiter: &mut Limiter) -> Option<C
             Frame::TooLarge => ("too_large", "That message is too large.".to_owned()),
         };
         if !limiter.strike(socket, refused.0, &refused.1).await {
-            return None;
+            return Err(Some(CutOff::Abuse));
         }
     }
 }
@@ -220,7 +262,7 @@ async fn handle(frame: Frame, connection: &Connection, limiter: &mut Limiter, so
         limiter.refuse_message(socket).await;
         if limiter.flooding() {
             socket.close(close::FLOOD, "flood").await;
-            return Flow::Stop;
+            return Flow::CutOff(CutOff::Flood);
         }
         return Flow::Continue;
     }
@@ -278,7 +320,7 @@ async fn handle(frame: Frame, connection: &Connection, limiter: &mut Limiter, so
 }
 
 async fn strike(limiter: &mut Limiter, socket: &mut impl Socket, code: &str, message: &str) -> Flow {
-    if limiter.strike(socket, code, message).await { Flow::Continue } else { Flow::Stop }
+    if limiter.strike(socket, code, message).await { Flow::Continue } else { Flow::CutOff(CutOff::Abuse) }
 }
 
 /// The connection's rate limits, and a count of refused messages.

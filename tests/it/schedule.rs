@@ -134,14 +134,21 @@ impl Desk {
     /// the `rate_limited` refusals of `kind` after the first of the run: its record.
     pub fn rate_limited_summary(&self, kind: &str) -> Value {
         self.gw.set_clock_offset(61);
+        let limited = self.awaited_refusals(kind, "rate_limited", 2);
+        assert_eq!(limited.len(), 2, "one summary per address per minute: {limited:#?}");
+        limited[1]["record"].clone()
+    }
+
+    /// [`Self::refusals`] once there are at least `count` of them, for records written as
+    /// something ends rather than before an answer.
+    pub fn awaited_refusals(&self, kind: &str, reason: &str, count: usize) -> Vec<Value> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
-            let limited = self.refusals(kind, "rate_limited");
-            if limited.len() > 1 {
-                assert_eq!(limited.len(), 2, "one summary per address per minute: {limited:#?}");
-                return limited[1]["record"].clone();
+            let refused = self.refusals(kind, reason);
+            if refused.len() >= count {
+                return refused;
             }
-            assert!(std::time::Instant::now() < deadline, "no summary of the refused attempts");
+            assert!(std::time::Instant::now() < deadline, "{refused:#?}: fewer than {count} {kind} {reason}");
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }

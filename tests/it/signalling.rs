@@ -459,6 +459,9 @@ fn revoking_the_clinicians_link_or_the_rooms_device_ends_that_member_within_a_se
         desk.gw.staff_request(&desk.scheduler, "DELETE", &format!("/api/v1/rooms/{}/device", desk.room_id()), None);
     assert_status(&revoked, 204);
     room.expect_ended_within("device_revoked", POLICY_LATENCY);
+    // Each leaving is on record with the policy's reason.
+    desk.awaited_refusals("session.left", "link_revoked", 1);
+    desk.awaited_refusals("session.left", "device_revoked", 1);
 }
 
 /// An admitted call that staff end by `act` (answered `status`): both members hear `reason`
@@ -470,12 +473,13 @@ fn staff_end_the_call(act: impl FnOnce(&Desk, &Value) -> Response, status: u16, 
     assert_status(&act(&desk, &appointment), status);
     room.expect_ended_within(reason, POLICY_LATENCY);
     clinician.expect_ended_within(reason, POLICY_LATENCY);
-    // The session's own end is on record, with the policy's reason, once its members are gone.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while desk.refusals("session.ended", reason).is_empty() {
-        assert!(Instant::now() < deadline, "no session.ended record naming {reason}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // The session's own end is on record, with the policy's reason, once its members are gone;
+    // so is each member's leaving.
+    desk.awaited_refusals("session.ended", reason, 1);
+    let left = desk.awaited_refusals("session.left", reason, 2);
+    let mut who: Vec<&str> = left.iter().map(|r| r["record"]["actor"]["type"].as_str().unwrap()).collect();
+    who.sort_unstable();
+    assert_eq!(who, ["participant", "room"], "{left:#?}");
 }
 
 #[test]
@@ -566,8 +570,11 @@ fn security_sees_live_sessions_as_metadata_only_and_terminates_with_a_reason_eve
         assert!(ended["message"].as_str().unwrap().contains(reason), "{ended}");
     }
     assert_eq!(get_appointment(&desk, id)["status"], "terminated");
-    // The session is over: it leaves the list.
+    // The session is over: it leaves the list, and each member's leaving is on record, with
+    // the code but not security's words.
     assert_no_live_session(&desk);
+    let left = desk.awaited_refusals("session.left", "terminated", 2);
+    assert!(!format!("{left:?}").contains("Escort"), "{left:#?}");
 }
 
 #[test]
@@ -653,6 +660,20 @@ fn bad_messages_get_coded_errors_and_ten_of_them_close_with_4400() {
         room.expect_error("invalid_json");
     }
     assert_eq!(room.expect_close(), Some(4400));
+    // The room's leaving is recorded as the gateway's refusal to keep it, with why.
+    let cut_off = desk.awaited_refusals("session.left", "signalling_abuse", 1);
+    assert_eq!(cut_off.len(), 1, "{cut_off:#?}");
+    assert_eq!(cut_off[0]["record"]["actor"]["type"], "room", "{cut_off:#?}");
+
+    // Before a join there is no session: the same closure is a refused access from the address.
+    let mut anonymous = Ws::connect(&desk, GUEST_IP, None);
+    for _ in 0..10 {
+        anonymous.send_text("not json".to_owned());
+        anonymous.expect_error("invalid_json");
+    }
+    assert_eq!(anonymous.expect_close(), Some(4400));
+    let cut_off = desk.awaited_refusals("access.denied", "signalling_abuse", 1);
+    assert_eq!(cut_off[0]["record"]["ip"], GUEST_IP.to_string(), "{cut_off:#?}");
 }
 
 /// Sends 200 pings in one go and reads what comes back until the close or the 200th answer:
@@ -697,6 +718,9 @@ fn a_ping_flood_is_rate_limited_and_the_gateway_stays_healthy() {
     assert!(pongs.windows(2).all(|w| w[0] < w[1]) && pongs[0] == 0, "{pongs:?}");
     assert!(limited >= 1, "200 pings at once were never refused ({} pongs)", pongs.len());
     assert!(matches!(closed, None | Some(Some(4429))), "closed with {closed:?}");
+    if closed.is_some() {
+        desk.awaited_refusals("session.left", "signalling_flood", 1);
+    }
 
     // The gateway is fine: its readiness holds and a new connection joins and is answered.
     assert_eq!(desk.gw.admin_get("/readyz").status, 200);
@@ -715,6 +739,10 @@ fn a_ping_flood_before_join_is_rate_limited_too() {
     // An unauthenticated connection may not do what an admitted one may not.
     assert!(limited >= 1, "an unauthenticated client got {} pongs for 200 pings at once, none refused", pongs.len());
     assert!(matches!(closed, None | Some(Some(4429))), "closed with {closed:?}");
+    if closed.is_some() {
+        let cut_off = desk.awaited_refusals("access.denied", "signalling_flood", 1);
+        assert_eq!(cut_off[0]["record"]["ip"], GUEST_IP.to_string(), "{cut_off:#?}");
+    }
 }
 
 #[test]
