@@ -44,6 +44,24 @@ impl Admission {
     }
 }
 
+/// A new link record, not yet stored.
+fn fresh_link(
+    appointment: AppointmentId,
+    participant: ParticipantId,
+    role: ParticipantRole,
+    now: Timestamp,
+) -> LinkRecord {
+    LinkRecord {
+        id: LinkId::new(),
+        appointment,
+        participant,
+        role,
+        issued_at: now.as_second(),
+        revoked_at: None,
+        bound_browser: None,
+    }
+}
+
 fn link_object(view: &AppointmentView, link: LinkId) -> Object {
     Object { credential: code(link), participant: None, ..object_of(&view.appointment) }
 }
@@ -75,20 +93,58 @@ impl Schedule {
                     .append_blocking(caller.event(EventKind::LinkRevoked).with_object(link_object(&view, old.id)))?;
             }
         }
-        let record = LinkRecord {
-            id: LinkId::new(),
-            appointment,
-            participant,
-            role,
-            issued_at: now.as_second(),
-            revoked_at: None,
-            bound_browser: None,
+        let record = fresh_link(appointment, participant, role, now);
+        let token = self.sign_link(&view, &record)?;
+        self.store.insert_link(&record)?;
+        self.audit.append_blocking(caller.event(EventKind::LinkIssued).with_object(link_object(&view, record.id)))?;
+        self.announce(Change::Appointment(appointment));
+        Ok(IssuedLink { record, token, display_name })
+    }
+
+    /// The join link of a guest listed on the appointment, for its clinician to pass on during
+    /// the consultation. A guest who already has a link gets that same link again (signed
+    /// afresh, still bound to the browser that first used it), so inviting never cuts off a
+    /// guest who is already in; a guest without one gets a new one. Either way it is recorded
+    /// as issued by the clinician.
+    pub fn invite_guest(
+        &self,
+        caller: &Caller,
+        appointment: AppointmentId,
+        participant: ParticipantId,
+        now: Timestamp,
+    ) -> Result<IssuedLink, ScheduleError> {
+        let view = self.view(appointment)?;
+        self.authorize(caller, Action::InviteGuest, Some(&view), Credential::Valid, now)?;
+        let Some(guest) = view.appointment.guests.iter().find(|g| g.id == participant) else {
+            return Err(ScheduleError::NotFound("guest on this appointment"));
         };
+        let current = self
+            .store
+            .links_for(appointment)?
+            .into_iter()
+            .find(|l| l.participant == participant && l.revoked_at.is_none());
+        let (record, new) = match current {
+            Some(record) => (record, false),
+            None => (fresh_link(appointment, participant, ParticipantRole::Guest, now), true),
+        };
+        let token = self.sign_link(&view, &record)?;
+        if new {
+            self.store.insert_link(&record)?;
+        }
+        self.audit.append_blocking(caller.event(EventKind::LinkIssued).with_object(link_object(&view, record.id)))?;
+        if new {
+            self.announce(Change::Appointment(appointment));
+        }
+        Ok(IssuedLink { record, token, display_name: guest.display_name.clone() })
+    }
+
+    /// The signed token of `record`, valid from the appointment's opening to its hard end.
+    fn sign_link(&self, view: &AppointmentView, record: &LinkRecord) -> Result<String, ScheduleError> {
         let claims = LinkClaims {
             link_id: record.id.0,
-            appointment: appointment.0,
-            participant: participant.0,
-            role: match role {
+            appointment: record.appointment.0,
+            participant: record.participant.0,
+            role: match record.role {
                 ParticipantRole::Clinician => LinkRole::Clinician,
                 ParticipantRole::Guest => LinkRole::Guest,
             },
@@ -96,11 +152,7 @@ impl Schedule {
             // Reconnection is possible until the hard end; new joins close at the booked end (policy).
             expires: view.window.hard_end.as_second().max(0) as u64,
         };
-        let token = self.links.sign(&claims).map_err(|_| ScheduleError::Random)?;
-        self.store.insert_link(&record)?;
-        self.audit.append_blocking(caller.event(EventKind::LinkIssued).with_object(link_object(&view, record.id)))?;
-        self.announce(Change::Appointment(appointment));
-        Ok(IssuedLink { record, token, display_name })
+        self.links.sign(&claims).map_err(|_| ScheduleError::Random)
     }
 
     pub fn links(

@@ -85,6 +85,9 @@ pub enum SessionEvent {
         ends_at: Timestamp,
         hard_end: Timestamp,
         admitted: bool,
+        /// The guests listed on the booking, as (participant id, display name): for a
+        /// clinician, who may invite them; empty for everyone else.
+        guests: Vec<(String, String)>,
     },
     Waiting,
     Admitted,
@@ -105,4 +108,11 @@ pub enum SessionEvent {
         message: String,
     },
     Ended(EndReason),
+    /// A listed guest's join link, for the clinician who asked to invite them: only ever sent
+    /// to that clinician.
+    Invited {
+        participant_id: String,
+        display_name: String,
+        token: String,
+    },
 }

@@ -13,7 +13,7 @@ use super::{ConnId, Shared};
 use crate::audit::{AuditError, EventKind, Object};
 use crate::auth::policy::{self, Action, Credential, Principal, Reason};
 use crate::auth::{Caller, code};
-use crate::domain::{AppointmentId, AppointmentStatus};
+use crate::domain::{AppointmentId, AppointmentStatus, ParticipantId};
 use crate::schedule::{Admission, Change, ScheduleError};
 use crate::sfu::{LinkQuality, ParticipantKey, SessionKey, SfuError};
 
@@ -44,6 +44,10 @@ pub(super) enum Command {
     Admit {
         conn: ConnId,
         member: String,
+    },
+    Invite {
+        conn: ConnId,
+        guest: String,
     },
     End {
         conn: ConnId,
@@ -304,6 +308,7 @@ impl Live {
                 }
             }
             Command::Admit { conn, member } => self.admit(conn, &member).await,
+            Command::Invite { conn, guest } => self.invite(conn, &guest).await,
             Command::End { conn } => return self.end_by(conn).await,
             Command::Disconnected { conn, cut_off_for } => self.disconnected(conn, cut_off_for).await,
             Command::Terminate { caller, reason, reply } => {
@@ -432,6 +437,13 @@ impl Live {
         let (admitted, name) = (self.members[index].admitted, self.members[index].display_name.clone());
         self.note(format!("{name} ({role}) {}", if reconnect { "reconnected" } else { "joined" }));
         let member = &self.members[index];
+        // A clinician may invite the guests listed on the booking, so is told who they are.
+        let guests = match role {
+            "clinician" => {
+                admission.view.appointment.guests.iter().map(|g| (g.id.to_string(), g.display_name.clone())).collect()
+            }
+            _ => Vec::new(),
+        };
         member.send(SessionEvent::Joined {
             appointment: self.appointment,
             participant_id: id.clone(),
@@ -440,6 +452,7 @@ impl Live {
             ends_at: self.ends_at,
             hard_end: self.hard_end,
             admitted,
+            guests,
         });
         member.send(if admitted { SessionEvent::Admitted } else { SessionEvent::Waiting });
         if !admitted {
@@ -529,6 +542,37 @@ impl Live {
         }
         self.note(format!("{name} admitted"));
         self.broadcast_participants();
+    }
+
+    /// Gives a clinician the join link of a guest listed on the booking, to pass on (the
+    /// schedule decides, and records it).
+    async fn invite(&mut self, conn: ConnId, guest: &str) {
+        let Some(inviter) = self.member_by_conn(conn) else { return };
+        let caller = inviter.caller();
+        let not_found = "There is no guest with that id on this booking.";
+        let Ok(guest) = guest.parse::<uuid::Uuid>() else {
+            self.send_error(conn, "not_found", not_found);
+            return;
+        };
+        let (schedule, appointment, now) = (self.shared.schedule.clone(), self.appointment, self.now());
+        let invited =
+            tokio::task::spawn_blocking(move || schedule.invite_guest(&caller, appointment, ParticipantId(guest), now))
+                .await;
+        match invited {
+            Ok(Ok(link)) => {
+                if let Some(inviter) = self.member_by_conn(conn) {
+                    inviter.send(SessionEvent::Invited {
+                        participant_id: link.record.participant.to_string(),
+                        display_name: link.display_name,
+                        token: link.token,
+                    });
+                }
+            }
+            Ok(Err(ScheduleError::Denied(reason))) => self.send_error(conn, reason.code(), reason.message()),
+            Ok(Err(ScheduleError::NotFound(_))) => self.send_error(conn, "not_found", not_found),
+            Ok(Err(ScheduleError::Audit(_))) => self.send_error(conn, "audit_unavailable", AUDIT_UNAVAILABLE),
+            _ => self.send_error(conn, "unavailable", "The link could not be made just now. Try again."),
+        }
     }
 
     async fn allowed(&self, caller: &Caller, action: Action) -> Result<(), Reason> {

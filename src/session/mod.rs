@@ -262,6 +262,11 @@ impl Connection {
         let _ = self.session.send(Command::Admit { conn: self.conn, member }).await;
     }
 
+    /// Asks for a listed guest's join link to pass on (clinicians only; the policy decides).
+    pub async fn invite(&self, guest: String) {
+        let _ = self.session.send(Command::Invite { conn: self.conn, guest }).await;
+    }
+
     /// Ends the consultation for everyone (clinicians only; the policy decides).
     pub async fn end(&self) {
         let _ = self.session.send(Command::End { conn: self.conn }).await;

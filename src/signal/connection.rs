@@ -302,6 +302,10 @@ async fn handle(frame: Frame, connection: &Connection, limiter: &mut Limiter, so
             connection.admit(participant_id).await;
             Flow::Continue
         }
+        Ok(ClientMessage::Invite { participant_id }) => {
+            connection.invite(participant_id).await;
+            Flow::Continue
+        }
         Ok(ClientMessage::End) => {
             connection.end().await;
             Flow::Continue

@@ -34,6 +34,10 @@ pub enum ClientMessage {
     Admit {
         participant_id: String,
     },
+    /// Clinicians only: the join link of a guest listed on the booking, to pass on.
+    Invite {
+        participant_id: String,
+    },
     End,
     Leave,
     Ping {
@@ -79,7 +83,7 @@ struct CandidateBody {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AdmitBody {
+struct ParticipantBody {
     participant_id: String,
 }
 
@@ -142,7 +146,8 @@ pub fn parse(text: &str) -> Result<ClientMessage, ProtocolError> {
             }
             ClientMessage::Candidate
         }
-        "admit" => ClientMessage::Admit { participant_id: body::<AdmitBody>(&kind, map)?.participant_id },
+        "admit" => ClientMessage::Admit { participant_id: body::<ParticipantBody>(&kind, map)?.participant_id },
+        "invite" => ClientMessage::Invite { participant_id: body::<ParticipantBody>(&kind, map)?.participant_id },
         "end" => body::<Empty>(&kind, map).map(|_| ClientMessage::End)?,
         "leave" => body::<Empty>(&kind, map).map(|_| ClientMessage::Leave)?,
         "ping" => ClientMessage::Ping { id: body::<PingBody>(&kind, map)?.id },
@@ -190,9 +195,17 @@ pub fn pong(id: Option<u64>) -> String {
 /// The wire form of a session event.
 pub fn event_message(event: &SessionEvent) -> String {
     match event {
-        SessionEvent::Joined { appointment, participant_id, role, display_name, ends_at, hard_end, admitted } => out(
-            "joined",
-            json!({
+        SessionEvent::Joined {
+            appointment,
+            participant_id,
+            role,
+            display_name,
+            ends_at,
+            hard_end,
+            admitted,
+            guests,
+        } => {
+            let mut joined = json!({
                 "appointment_id": appointment.to_string(),
                 "participant_id": participant_id,
                 "role": role,
@@ -200,8 +213,13 @@ pub fn event_message(event: &SessionEvent) -> String {
                 "ends_at": ends_at.to_string(),
                 "hard_end": hard_end.to_string(),
                 "admitted": admitted,
-            }),
-        ),
+            });
+            if *role == "clinician" {
+                joined["guests"] =
+                    guests.iter().map(|(id, name)| json!({ "participant_id": id, "display_name": name })).collect();
+            }
+            out("joined", joined)
+        }
         SessionEvent::Waiting => out("waiting", json!({})),
         SessionEvent::Admitted => out("admitted", json!({})),
         SessionEvent::Participants(peers) => out(
@@ -222,6 +240,9 @@ pub fn event_message(event: &SessionEvent) -> String {
         ),
         SessionEvent::Error { code, message } => error_message(code, message),
         SessionEvent::Ended(reason) => ended(reason),
+        SessionEvent::Invited { participant_id, display_name, token } => {
+            out("invited", json!({ "participant_id": participant_id, "display_name": display_name, "link": token }))
+        }
     }
 }
 
@@ -278,7 +299,7 @@ mod tests {
 
         #[test]
         fn arbitrary_json_objects_never_panic(
-            kind in prop::sample::select(vec!["join", "offer", "answer", "candidate", "admit", "end", "leave", "ping", "x"]),
+            kind in prop::sample::select(vec!["join", "offer", "answer", "candidate", "admit", "invite", "end", "leave", "ping", "x"]),
             key in "[a-z_]{1,12}",
             value in prop_oneof![Just(json!(null)), any::<i64>().prop_map(|n| json!(n)), ".{0,20}".prop_map(|s| json!(s)), Just(json!([1, {"a": 2}]))],
         ) {

@@ -443,6 +443,59 @@ fn a_second_connection_with_the_same_credential_is_refused_and_a_reconnect_comes
 }
 
 #[test]
+fn a_clinician_invites_a_listed_guest_who_joins_with_the_link_and_waits_to_be_admitted() {
+    let desk = Desk::new();
+    let appointment = desk.booked(-5, 25);
+    let id = appointment["id"].as_str().unwrap();
+    let Call { mut room, mut clinician, room_joined, clinician_joined, .. } = admitted_call(&desk, &appointment);
+    let guest = &appointment["guests"][0];
+    let invite = |who: &Value| json!({ "v": 1, "type": "invite", "participant_id": who });
+    // The clinician is told whom the booking lists; nobody else is.
+    let listed = json!([{ "participant_id": guest["id"], "display_name": guest["name"] }]);
+    assert_eq!(clinician_joined["guests"], listed, "{clinician_joined}");
+    assert!(room_joined.get("guests").is_none(), "{room_joined}");
+
+    // Only a clinician may invite, and only someone the booking lists.
+    room.send(invite(&guest["id"]));
+    assert_eq!(room.wait_for("error")["code"], "role_forbidden");
+    assert_eq!(desk.refusals("access.denied", "role_forbidden").len(), 1);
+    clinician.send(invite(&json!("0191f4c2-0000-7000-8000-000000000000")));
+    assert_eq!(clinician.wait_for("error")["code"], "not_found");
+    clinician.send(invite(&json!("not an id")));
+    assert_eq!(clinician.wait_for("error")["code"], "not_found");
+    clinician.send(invite(&appointment["clinician"]["id"]));
+    assert_eq!(clinician.wait_for("error")["code"], "not_found");
+
+    // The clinician gets the guest's link, and nobody else hears of it.
+    clinician.send(invite(&guest["id"]));
+    let invited = clinician.wait_for("invited");
+    assert_eq!(invited["participant_id"], guest["id"], "{invited}");
+    assert_eq!(invited["display_name"], guest["name"], "{invited}");
+    let token = invited["link"].as_str().unwrap().to_owned();
+    room.send(json!({ "v": 1, "type": "ping", "id": 9 }));
+    assert_eq!(room.wait_for("pong")["id"], 9);
+
+    // The guest joins with it and waits to be admitted.
+    let (mut guest_ws, guest_joined) = link_joins(&desk, GUEST_IP, &token, "guest-browser");
+    assert_eq!((guest_joined["role"].as_str(), guest_joined["admitted"].as_bool()), (Some("guest"), Some(false)));
+    assert_eq!(guest_joined["participant_id"], guest["id"]);
+    // Inviting again gives the same link and leaves the guest connected.
+    clinician.send(invite(&guest["id"]));
+    assert_eq!(clinician.wait_for("invited")["link"], invited["link"]);
+    guest_ws.send(json!({ "v": 1, "type": "ping", "id": 3 }));
+    assert_eq!(guest_ws.wait_for("pong")["id"], 3);
+    clinician.send(json!({ "v": 1, "type": "admit", "participant_id": guest["id"] }));
+    guest_ws.wait_for("admitted");
+
+    // Each invitation is recorded as a link issued by the clinician.
+    let issued: Vec<Value> =
+        session_records(&desk, "link.issued", id).into_iter().filter(|r| r["actor"]["type"] == "participant").collect();
+    assert_eq!(issued.len(), 2, "{issued:#?}");
+    assert!(issued.iter().all(|r| r["ip"] == CLINICIAN_IP.to_string()), "{issued:#?}");
+    assert!(!format!("{issued:?}").contains(&token), "a link reached the audit log");
+}
+
+#[test]
 fn revoking_the_clinicians_link_or_the_rooms_device_ends_that_member_within_a_second() {
     let desk = Desk::new();
     let appointment = desk.booked(-5, 25);
