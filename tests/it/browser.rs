@@ -721,20 +721,15 @@ fn an_auditor_finds_exports_and_verifies_the_records_and_every_refusal_reads_as_
 }
 
 #[test]
-fn a_guest_waits_until_admitted_and_the_clinicians_end_closes_the_call_for_both() {
+fn a_guest_invited_from_the_call_page_waits_until_admitted_and_the_clinicians_end_closes_the_call_for_both() {
     if !chromium_here() {
         return;
     }
     let _heavy = media_heavy();
     let desk = Desk::new();
     let appointment = desk.booked(-5, 25);
-    let (token, _) = desk.link(&appointment);
-    let body = json!({ "participant_id": appointment["guests"][0]["id"] });
     let id = appointment["id"].as_str().unwrap();
-    let issued =
-        desk.gw.staff_request(&desk.scheduler, "POST", &format!("/api/v1/appointments/{id}/links"), Some(body));
-    assert_eq!(issued.status, 201, "{}", issued.body);
-    let guest_token = issued.json()["url"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    let (token, _) = desk.link(&appointment);
     let driver = Driver::start();
 
     let clinician = driver.browser();
@@ -742,9 +737,20 @@ fn a_guest_waits_until_admitted_and_the_clinicians_end_closes_the_call_for_both(
     clinician.click("#continue");
     clinician.wait_text("#arrival", "The room has not arrived yet", WAIT);
 
+    // The booking lists an interpreter, whom the clinician invites from the page: the gateway
+    // gives the page the interpreter's link to pass on.
+    clinician.wait_text("#waiting-room .invite-list", "Guests on this booking", WAIT);
+    clinician.click("#waiting-room .invite button");
+    clinician.wait_text("#waiting-room .invite", "Send this link to An Interpreter", WAIT);
+    clinician.assert_accessible("the clinician's waiting room with a guest's link");
+    clinician.screenshot("consultant-invites-guest");
+    let guest_url = clinician.run("return document.querySelector('#waiting-room .invite input').value;");
+    let guest_url = guest_url.as_str().unwrap().to_owned();
+    assert!(guest_url.starts_with(&format!("{}/join/", base(&desk))), "{guest_url}");
+
     // The interpreter waits, sees no one, and is told so.
     let guest = driver.browser();
-    through_device_check(&guest, &format!("{}/join/{guest_token}", base(&desk)));
+    through_device_check(&guest, &guest_url);
     assert!(guest.text("#status").contains("Welcome, An Interpreter"), "{}", guest.text("#status"));
     guest.click("#continue");
     guest.wait_text("#status", "The clinician will let you in", WAIT);

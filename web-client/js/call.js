@@ -96,7 +96,7 @@ export class Call extends EventTarget {
         this.emit('error', message);
         break;
       default:
-        // waiting, admitted, participants, timing
+        // waiting, admitted, participants, timing, invited
         this.emit(message.type, message);
     }
   }
@@ -185,6 +185,7 @@ export class Call extends EventTarget {
   }
 
   admit(participantId) { this.send({ type: 'admit', participant_id: participantId }); }
+  invite(participantId) { this.send({ type: 'invite', participant_id: participantId }); }
   end() { this.send({ type: 'end' }); }
   leave() { this.ended = true; this.send({ type: 'leave' }); }
 

@@ -190,12 +190,64 @@ call.addEventListener('joined', (e) => {
   page.role = e.detail.role;
   page.endsAt = Date.parse(e.detail.ends_at);
   page.hardEnd = Date.parse(e.detail.hard_end);
+  if (page.role === 'clinician') showGuests(e.detail.guests || []);
   if (!e.detail.admitted) {
     say('You are in the waiting room. The clinician will let you in.');
     show('waiting-room');
   } else if (page.phase !== 'in-call') {
     say('You are in the waiting room. Let the room in when it arrives.');
     show('waiting-room');
+  }
+});
+
+// A clinician may invite the guests the booking lists (an interpreter, a colleague): the
+// gateway gives this page the guest's link to pass on, by whatever means the hospital uses.
+function showGuests(guests) {
+  for (const list of document.querySelectorAll('.invite-list')) {
+    list.hidden = guests.length === 0;
+    const heading = document.createElement('h3');
+    heading.textContent = 'Guests on this booking';
+    list.replaceChildren(heading, ...guests.map((guest) => {
+      const item = document.createElement('div');
+      item.className = 'invite';
+      item.dataset.guest = guest.participant_id;
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.textContent = `Get the link for ${guest.display_name}`;
+      button.addEventListener('click', () => call.invite(guest.participant_id));
+      item.append(button);
+      return item;
+    }));
+  }
+}
+
+call.addEventListener('invited', (e) => {
+  const url = `${location.origin}/join/${encodeURIComponent(e.detail.link)}`;
+  for (const item of document.querySelectorAll(`.invite[data-guest="${CSS.escape(e.detail.participant_id)}"]`)) {
+    const label = document.createElement('label');
+    const field = document.createElement('input');
+    field.readOnly = true;
+    field.value = url;
+    field.id = `invite-${item.closest('section').id}-${e.detail.participant_id}`;
+    label.htmlFor = field.id;
+    label.textContent = `Link for ${e.detail.display_name}`;
+    const copy = document.createElement('button');
+    copy.type = 'button';
+    copy.textContent = 'Copy link';
+    const note = document.createElement('p');
+    note.className = 'hint';
+    note.setAttribute('role', 'status');
+    note.textContent = `Send this link to ${e.detail.display_name}. It opens only in the first browser that uses it, and they wait until you let them in.`;
+    copy.addEventListener('click', async () => {
+      field.select();
+      try {
+        await navigator.clipboard.writeText(url);
+        note.textContent = `Copied. Send it to ${e.detail.display_name}; they wait until you let them in.`;
+      } catch {
+        note.textContent = 'Select the link and copy it.';
+      }
+    });
+    item.replaceChildren(label, field, copy, note);
   }
 });
 
