@@ -240,17 +240,17 @@ pub struct ServeSettings {
     #[arg(long, env = "GATEHOUSE_LOG", value_name = "FILTER")]
     pub log: Option<String>,
     /// Join attempts one source address may make at once before it is limited, e.g. a ward of
-    /// kiosks behind one address reconnecting together; refused requests (credentials at the
-    /// kiosk's lookup and the device checks, staff and audit API requests without a valid
-    /// session or token, signalling from another site's page) spend from the same allowance
-    /// [default: 30].
+    /// kiosks behind one address reconnecting together; credentials refused at the kiosk's
+    /// lookup and the device checks spend from the same allowance. Other refused requests
+    /// (staff and audit API requests without a valid session or token, signalling from another
+    /// site's page) get as many records of their own, then are summarised [default: 30].
     #[arg(long, env = "GATEHOUSE_JOIN_BURST", value_name = "COUNT")]
     pub join_burst: Option<u32>,
     /// Once an address has used its burst, how long until it may make one more join attempt,
     /// e.g. "2s" [default: 2s].
     #[arg(long, env = "GATEHOUSE_JOIN_REFILL", value_name = "DURATION")]
     pub join_refill: Option<String>,
-    /// Failed staff sign-ins (and refused audit API tokens) one source address may make at once
+    /// Failed staff sign-ins one source address may make at once
     /// before every sign-in from it is refused for a while, e.g. a hospital's staff behind one
     /// address [default: 20].
     #[arg(long, env = "GATEHOUSE_SIGN_IN_BURST", value_name = "COUNT")]

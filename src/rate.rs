@@ -41,6 +41,12 @@ impl TokenBucket {
         }
     }
 
+    /// Puts back one token taken for something that turned out not to count.
+    pub fn give_back(&mut self, now: Timestamp) {
+        self.refill(now);
+        self.tokens = (self.tokens + 1.0).min(self.rate.burst);
+    }
+
     /// Whether the bucket has refilled completely, so forgetting it changes nothing.
     pub fn is_full(&mut self, now: Timestamp) -> bool {
         self.refill(now);

@@ -1,11 +1,13 @@
-//! A door's limit per source address, and how its refusals reach the audit log: the first
-//! refusal of a run is recorded as it happens, the rest as one summary per address per minute
-//! with their number, so a flood cannot flood the log and every refusal is still accounted for.
+//! A limit per source address, and how the refusals it causes reach the audit log: the first
+//! of a run is recorded as it happens, the rest as one summary per address per minute with
+//! their number, so a flood cannot flood the log and every refusal is still accounted for.
 //!
-//! Each door decides what spends from an address's bucket. The join door spends on every
-//! attempt; lookups made all day by valid credentials, staff sign-in and the audit API's bearer
-//! tokens spend only on a refusal, so that the people behind one address are not turned away
-//! by their own everyday use (see `schedule/throttle.rs` and `staff.rs`).
+//! Each door decides what spends from an address's bucket and what an empty bucket means.
+//! The join door spends on every attempt and refuses once empty; the lookups that valid
+//! credentials make all day spend only on a refusal (see `schedule/throttle.rs`). Staff
+//! sign-in spends up front and gives back on success, so only failures count however many
+//! arrive at once (see `staff.rs`). Other refused requests only spend their right to a
+//! record of their own: beyond the burst they are answered as before, and summarised.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -15,7 +17,7 @@ use jiff::{SignedDuration, Timestamp};
 use tokio_util::sync::CancellationToken;
 
 use super::Caller;
-use super::policy::{Principal, Reason};
+use super::policy::Principal;
 use crate::audit::{AuditLog, Details, EventKind};
 use crate::clock::Clock;
 use crate::rate::{Rate, RetryAfter, TokenBucket};
@@ -37,11 +39,27 @@ impl DoorLimit {
     /// Join attempts: a burst of 30 (a ward of kiosks behind one address reconnecting
     /// together), then one every two seconds.
     pub const JOIN: Self = Self { burst: 30, refill: SignedDuration::from_secs(2) };
-    /// Failed staff sign-ins and refused audit API tokens: 20 at once (a hospital's staff
+    /// Failed staff sign-ins: 20 at once (a hospital's staff
     /// behind one address mistyping through a morning), then one every 15 seconds. An account's
     /// own lockout stops guessing at one account sooner; this stops spraying guesses across
     /// many, each of which costs a password hash.
     pub const STAFF: Self = Self { burst: 20, refill: SignedDuration::from_secs(15) };
+}
+
+/// How a limit's summaries are recorded: the event kind and the reason code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SummaryRecord {
+    pub kind: EventKind,
+    pub reason: &'static str,
+}
+
+impl SummaryRecord {
+    /// Attempts refused for the address's limit, at a door anyone may knock on.
+    pub const ACCESS_LIMITED: Self = Self { kind: EventKind::AccessDenied, reason: "rate_limited" };
+    /// Staff sign-ins refused for the address's limit.
+    pub const SIGN_IN_LIMITED: Self = Self { kind: EventKind::StaffSignInFailed, reason: "rate_limited" };
+    /// Refusals answered as usual but beyond the address's share of records of their own.
+    pub const REPEATED_REFUSALS: Self = Self { kind: EventKind::AccessDenied, reason: "repeated_refusals" };
 }
 
 /// What the door does with an attempt.
@@ -74,17 +92,20 @@ struct Source {
 
 /// The per-address limiter. A std mutex: held only for a map lookup.
 pub struct DoorThrottle {
-    /// Attempts allowed per address: join attempts, and credentials refused at a lookup.
+    /// What each address may spend.
     attempts: Rate,
+    /// How its summaries are recorded.
+    summarised_as: SummaryRecord,
     sources: Mutex<HashMap<IpAddr, Source>>,
     /// Refusals from addresses that could not be tracked, for the next summary.
     untracked: std::sync::atomic::AtomicU64,
 }
 
 impl DoorThrottle {
-    pub fn new(limit: DoorLimit) -> Self {
+    pub fn new(limit: DoorLimit, summarised_as: SummaryRecord) -> Self {
         Self {
             attempts: Rate::every(limit.refill, limit.burst),
+            summarised_as,
             sources: Mutex::default(),
             untracked: Default::default(),
         }
@@ -92,21 +113,7 @@ impl DoorThrottle {
 
     /// Spends one from the address's bucket: allowed if there was one to spend.
     pub fn attempt(&self, ip: IpAddr, now: Timestamp) -> Verdict {
-        self.judge(ip, now, true)
-    }
-
-    /// Whether the address has one left to spend, spending nothing: for a door that looks
-    /// before it does something costly, and spends only on a refusal.
-    pub fn admit(&self, ip: IpAddr, now: Timestamp) -> Verdict {
-        self.judge(ip, now, false)
-    }
-
-    fn judge(&self, ip: IpAddr, now: Timestamp, spend: bool) -> Verdict {
         let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
-        if !spend && !sources.contains_key(&ip) {
-            // An address not tracked has its whole burst left.
-            return Verdict::Allowed;
-        }
         if sources.len() >= MAX_SOURCES && !sources.contains_key(&ip) {
             forget_quiet(&mut sources, now);
             if sources.len() >= MAX_SOURCES {
@@ -122,8 +129,7 @@ impl DoorThrottle {
             unrecorded: 0,
             recorded_at: None,
         });
-        let allowed = if spend { source.bucket.take(now) } else { source.bucket.until_next(now).is_zero() };
-        if allowed {
+        if source.bucket.take(now) {
             return Verdict::Allowed;
         }
         let retry_after = RetryAfter::new(source.bucket.until_next(now));
@@ -134,6 +140,15 @@ impl DoorThrottle {
         } else {
             source.recorded_at = Some(now);
             Verdict::Refused { record: true, retry_after }
+        }
+    }
+
+    /// Gives back what an attempt allowed from `ip` spent, for a door that spends up front
+    /// (so that attempts made at once cannot all pass on one token) but counts only failures.
+    pub fn give_back(&self, ip: IpAddr, now: Timestamp) {
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(source) = sources.get_mut(&ip) {
+            source.bucket.give_back(now);
         }
     }
 
@@ -177,16 +192,17 @@ impl DoorThrottle {
 }
 
 impl DoorThrottle {
-    /// Records the summaries due now (all of them when `all`) as refusals of `kind` for
-    /// `rate_limited`, each with its number of attempts. Those that cannot be recorded are
-    /// kept for the next try.
-    pub async fn record_summaries(&self, audit: &AuditLog, kind: EventKind, now: Timestamp, all: bool) {
+    /// Records the summaries due now (all of them when `all`) as this limit's summary
+    /// records, each with its number of attempts. Those that cannot be recorded are kept for
+    /// the next try.
+    pub async fn record_summaries(&self, audit: &AuditLog, now: Timestamp, all: bool) {
+        let record = self.summarised_as;
         let due = self.due_summaries(now, all);
         for (index, summary) in due.iter().enumerate() {
             let details = Details { attempts: Some(summary.attempts), ..Details::default() };
             let event = Caller::new(Principal::Anonymous, summary.ip)
-                .event(kind)
-                .refused(Reason::RateLimited.code())
+                .event(record.kind)
+                .refused(record.reason)
                 .with_details(details);
             if let Err(e) = audit.append(event).await {
                 tracing::error!(error = %e, "cannot record attempts refused for their address's limit; will retry");
@@ -197,22 +213,16 @@ impl DoorThrottle {
     }
 
     /// Records due summaries every second until `stop`, then all that are left.
-    pub async fn run_summaries(
-        self: std::sync::Arc<Self>,
-        audit: AuditLog,
-        kind: EventKind,
-        clock: Clock,
-        stop: CancellationToken,
-    ) {
+    pub async fn run_summaries(self: std::sync::Arc<Self>, audit: AuditLog, clock: Clock, stop: CancellationToken) {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
-                _ = tick.tick() => self.record_summaries(&audit, kind, clock(), false).await,
+                _ = tick.tick() => self.record_summaries(&audit, clock(), false).await,
             }
         }
-        self.record_summaries(&audit, kind, clock(), true).await;
+        self.record_summaries(&audit, clock(), true).await;
     }
 }
 
@@ -241,7 +251,7 @@ mod tests {
 
     #[test]
     fn a_run_of_refusals_is_recorded_once_then_summarised_per_interval() {
-        let throttle = DoorThrottle::new(DoorLimit::JOIN);
+        let throttle = DoorThrottle::new(DoorLimit::JOIN, SummaryRecord::ACCESS_LIMITED);
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         let other: IpAddr = "192.0.2.8".parse().unwrap();
         let start = Timestamp::now();
@@ -263,30 +273,31 @@ mod tests {
     }
 
     #[test]
-    fn a_look_spends_nothing_but_sees_an_empty_bucket() {
-        let throttle = DoorThrottle::new(DoorLimit { burst: 2, refill: SignedDuration::from_secs(10) });
+    fn what_is_given_back_can_be_spent_again() {
+        let throttle = DoorThrottle::new(
+            DoorLimit { burst: 2, refill: SignedDuration::from_secs(10) },
+            SummaryRecord::ACCESS_LIMITED,
+        );
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         let start = Timestamp::now();
-        assert_eq!(throttle.admit(ip, start), Verdict::Allowed);
-        assert!(throttle.sources.lock().unwrap().is_empty(), "an address only looked at is not tracked");
-        assert!(
-            (0..2)
-                .all(|_| throttle.admit(ip, start) == Verdict::Allowed
-                    && throttle.attempt(ip, start) == Verdict::Allowed)
-        );
+        for _ in 0..5 {
+            assert_eq!(throttle.attempt(ip, start), Verdict::Allowed);
+            throttle.give_back(ip, start);
+        }
+        assert!((0..2).all(|_| throttle.attempt(ip, start) == Verdict::Allowed));
         let retry_after = RetryAfter::new(SignedDuration::from_secs(10));
-        assert_eq!(throttle.admit(ip, start), Verdict::Refused { record: true, retry_after });
-        assert_eq!(throttle.admit(ip, start), Verdict::Refused { record: false, retry_after });
-        let later = start + SignedDuration::from_secs(10);
-        assert_eq!(throttle.admit(ip, later), Verdict::Allowed);
-        assert_eq!(throttle.admit(ip, later), Verdict::Allowed, "looking twice does not spend it");
-        assert_eq!(throttle.due_summaries(later + SUMMARY_INTERVAL, false), [Summary { ip: Some(ip), attempts: 1 }]);
+        assert_eq!(throttle.attempt(ip, start), Verdict::Refused { record: true, retry_after });
+        // Never more than the burst, however much is given back.
+        let later = start + SignedDuration::from_mins(5);
+        (0..5).for_each(|_| throttle.give_back(ip, later));
+        assert!((0..2).all(|_| throttle.attempt(ip, later) == Verdict::Allowed));
+        assert!(matches!(throttle.attempt(ip, later), Verdict::Refused { .. }));
     }
 
     #[test]
     fn a_refusal_says_when_the_address_may_next_try() {
         let limit = DoorLimit { burst: 3, refill: SignedDuration::from_secs(10) };
-        let throttle = DoorThrottle::new(limit);
+        let throttle = DoorThrottle::new(limit, SummaryRecord::ACCESS_LIMITED);
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         let start = Timestamp::now();
         let refused_for = |at: Timestamp| match throttle.attempt(ip, at) {
@@ -302,7 +313,10 @@ mod tests {
 
     #[test]
     fn an_address_beyond_those_tracked_is_told_when_room_is_made() {
-        let throttle = DoorThrottle::new(DoorLimit { burst: 1, refill: SignedDuration::from_secs(10) });
+        let throttle = DoorThrottle::new(
+            DoorLimit { burst: 1, refill: SignedDuration::from_secs(10) },
+            SummaryRecord::ACCESS_LIMITED,
+        );
         let start = Timestamp::now();
         {
             let mut sources = throttle.sources.lock().unwrap();

@@ -332,7 +332,8 @@ fn check_consultation(action: Action, appointment: &AppointmentFacts, now: Times
         (_, WindowPosition::BeforeOpen) => Err(Reason::WindowNotOpen),
         (_, WindowPosition::After) => Err(Reason::WindowClosed),
         // New joins close at the booked end; those already in carry on through the overrun.
-        (Action::Join, WindowPosition::Overrun) => Err(Reason::WindowClosed),
+        // An invitation is for a new join, so it closes with them.
+        (Action::Join | Action::InviteGuest, WindowPosition::Overrun) => Err(Reason::WindowClosed),
         _ => Ok(()),
     }
 }
@@ -428,11 +429,10 @@ mod tests {
         let wc = Some(WindowClosed);
         let ae = Some(AppointmentEnded);
         match (action, state) {
-            (Action::Join, State::Booked) => [wno, None, None, wc, wc],
-            (
-                Action::Remain | Action::Admit | Action::ShareScreen | Action::InviteGuest | Action::EndSession,
-                State::Booked,
-            ) => [wno, None, None, None, wc],
+            (Action::Join | Action::InviteGuest, State::Booked) => [wno, None, None, wc, wc],
+            (Action::Remain | Action::Admit | Action::ShareScreen | Action::EndSession, State::Booked) => {
+                [wno, None, None, None, wc]
+            }
             (
                 Action::Join
                 | Action::Remain

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::door_throttle::{DoorLimit, DoorThrottle, Verdict};
+use super::door_throttle::{DoorLimit, DoorThrottle, SummaryRecord, Verdict};
 use super::policy::{Principal, Reason};
 use super::{Caller, code, digest, new_secret, password, totp};
 use crate::audit::{AuditError, AuditLog, EventKind, Object};
@@ -85,9 +85,10 @@ impl StaffSession {
 pub struct StaffAccounts {
     store: Arc<dyn Store>,
     audit: AuditLog,
-    /// Failed sign-ins per source address. Only a failure spends, so staff who sign in well
-    /// are never counted; once an address has none left, its sign-ins are refused before any
-    /// password is checked, until the bucket refills.
+    /// Failed sign-ins per source address. Every sign-in spends before anything is checked,
+    /// so that sign-ins sent at once cannot all pass on one token, and a successful one gives
+    /// it back: only failures count. Once an address has none left, its sign-ins are refused
+    /// before any password is checked, until the bucket refills.
     sign_ins: Arc<DoorThrottle>,
 }
 
@@ -109,20 +110,20 @@ fn username_ok(name: &str) -> bool {
 
 impl StaffAccounts {
     pub fn new(store: Arc<dyn Store>, audit: AuditLog) -> Self {
-        Self { store, audit, sign_ins: Arc::new(DoorThrottle::new(DoorLimit::STAFF)) }
+        Self { store, audit, sign_ins: Arc::new(DoorThrottle::new(DoorLimit::STAFF, SummaryRecord::SIGN_IN_LIMITED)) }
     }
 
     /// The same accounts with `limit` on failed sign-ins per source address instead of the
     /// default.
     pub fn with_sign_in_limit(mut self, limit: DoorLimit) -> Self {
-        self.sign_ins = Arc::new(DoorThrottle::new(limit));
+        self.sign_ins = Arc::new(DoorThrottle::new(limit, SummaryRecord::SIGN_IN_LIMITED));
         self
     }
 
     /// Records the summaries of sign-ins refused for their address's limit every second until
     /// `stop`, then all that are left.
     pub async fn run_sign_in_summaries(self, clock: Clock, stop: tokio_util::sync::CancellationToken) {
-        self.sign_ins.clone().run_summaries(self.audit.clone(), EventKind::StaffSignInFailed, clock, stop).await;
+        self.sign_ins.clone().run_summaries(self.audit.clone(), clock, stop).await;
     }
 
     /// Creates an account. Returns the TOTP enrolment URI when a second factor was set up: always
@@ -207,7 +208,7 @@ impl StaffAccounts {
         now: Timestamp,
     ) -> Result<SignedIn, StaffError> {
         if let Some(ip) = caller.ip
-            && let Verdict::Refused { record, retry_after } = self.sign_ins.admit(ip, now)
+            && let Verdict::Refused { record, retry_after } = self.sign_ins.attempt(ip, now)
         {
             // The first refusal of a run now, the rest in the address's next summary.
             if record {
@@ -225,16 +226,16 @@ impl StaffAccounts {
             || password_text.len() > password::MAX_PASSWORD_BYTES
             || totp_code.is_some_and(|code| code.len() > MAX_TOTP_BYTES);
         if too_long {
-            return Err(self.failed(caller, None, Reason::NotAuthenticated, now)?);
+            return Err(self.failed(caller, None, Reason::NotAuthenticated)?);
         }
         let Some(mut record) = self.store.staff_by_username(username)? else {
             // Same cost as a real check, so timing does not reveal which usernames exist.
             password::verify_against_dummy(password_text);
-            return Err(self.failed(caller, None, Reason::NotAuthenticated, now)?);
+            return Err(self.failed(caller, None, Reason::NotAuthenticated)?);
         };
         let now_s = now.as_second();
         if let Some(until) = record.locked_until.filter(|until| *until > now_s) {
-            self.audit_failure(caller, Some(&record), Reason::RateLimited, now)?;
+            self.audit_failure(caller, Some(&record), Reason::RateLimited)?;
             return Err(StaffError::RateLimited(RetryAfter::new(SignedDuration::from_secs(until - now_s))));
         }
         let password_ok = password::verify_password(password_text, &record.password_hash);
@@ -251,7 +252,10 @@ impl StaffAccounts {
             if !record.disabled {
                 self.count_failure(caller, &mut record, now)?;
             }
-            return Err(self.failed(caller, Some(&record), Reason::NotAuthenticated, now)?);
+            return Err(self.failed(caller, Some(&record), Reason::NotAuthenticated)?);
+        }
+        if let Some(ip) = caller.ip {
+            self.sign_ins.give_back(ip, now);
         }
         record.failed_sign_ins = 0;
         record.first_failure_at = None;
@@ -295,28 +299,12 @@ impl StaffAccounts {
         Ok(())
     }
 
-    fn failed(
-        &self,
-        caller: &Caller,
-        record: Option<&StaffRecord>,
-        reason: Reason,
-        now: Timestamp,
-    ) -> Result<StaffError, StaffError> {
-        self.audit_failure(caller, record, reason, now)?;
+    fn failed(&self, caller: &Caller, record: Option<&StaffRecord>, reason: Reason) -> Result<StaffError, StaffError> {
+        self.audit_failure(caller, record, reason)?;
         Ok(StaffError::Denied(reason))
     }
 
-    /// Records a failed sign-in, which spends from its address's allowance.
-    fn audit_failure(
-        &self,
-        caller: &Caller,
-        record: Option<&StaffRecord>,
-        reason: Reason,
-        now: Timestamp,
-    ) -> Result<(), StaffError> {
-        if let Some(ip) = caller.ip {
-            self.sign_ins.attempt(ip, now);
-        }
+    fn audit_failure(&self, caller: &Caller, record: Option<&StaffRecord>, reason: Reason) -> Result<(), StaffError> {
         let object = record.map(staff_object).unwrap_or_default();
         self.audit.append_blocking(caller.refusal(EventKind::StaffSignInFailed, reason, object))?;
         Ok(())

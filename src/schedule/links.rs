@@ -114,17 +114,26 @@ impl Schedule {
         now: Timestamp,
     ) -> Result<IssuedLink, ScheduleError> {
         let view = self.view(appointment)?;
-        self.authorize(caller, Action::InviteGuest, Some(&view), Credential::Valid, now)?;
+        // The clinician's own link is asked about too: one revoked a moment ago invites no one.
+        let credential = self.credential_state(&caller.principal)?;
+        self.authorize(caller, Action::InviteGuest, Some(&view), credential, now)?;
         let Some(guest) = view.appointment.guests.iter().find(|g| g.id == participant) else {
             return Err(ScheduleError::NotFound("guest on this appointment"));
         };
-        let current = self
-            .store
-            .links_for(appointment)?
-            .into_iter()
-            .find(|l| l.participant == participant && l.revoked_at.is_none());
-        let (record, new) = match current {
-            Some(record) => (record, false),
+        let links: Vec<LinkRecord> =
+            self.store.links_for(appointment)?.into_iter().filter(|l| l.participant == participant).collect();
+        let (record, new) = match links.iter().find(|l| l.revoked_at.is_none()) {
+            Some(current) => (current.clone(), false),
+            // The booking team withdrew this guest's link: only they may issue another.
+            None if !links.is_empty() => {
+                let object = Object { participant: code(participant), ..object_of(&view.appointment) };
+                return match self.refuse(caller, EventKind::AccessDenied, Reason::LinkRevoked, object) {
+                    ScheduleError::Denied(_) => Err(ScheduleError::Conflict(
+                        "The booking team withdrew this guest's link. Ask them to issue a new one.".into(),
+                    )),
+                    unrecorded => Err(unrecorded),
+                };
+            }
             None => (fresh_link(appointment, participant, ParticipantRole::Guest, now), true),
         };
         let token = self.sign_link(&view, &record)?;

@@ -12,7 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::sync::broadcast;
 
 use crate::audit::{AuditError, AuditLog, EventKind, Object};
-use crate::auth::door_throttle::{DoorLimit, DoorThrottle};
+use crate::auth::door_throttle::{DoorLimit, DoorThrottle, SummaryRecord};
 use crate::auth::links::LinkKeys;
 use crate::auth::policy::{self, Action, AppointmentFacts, Credential, Decision, Principal, Reason, Request, Status};
 use crate::auth::{Caller, code, device};
@@ -159,6 +159,9 @@ pub struct Schedule {
     /// Attempts per source address, shared by every door (HTTP and signalling): every join
     /// attempt spends from it, and every credential refused at a lookup (see `throttle.rs`).
     throttle: Arc<DoorThrottle>,
+    /// Records of other refused requests per source address: beyond its burst, an address's
+    /// refusals are still answered but only summarised (see `throttle.rs`).
+    refusals: Arc<DoorThrottle>,
 }
 
 impl std::fmt::Debug for Schedule {
@@ -170,12 +173,16 @@ impl std::fmt::Debug for Schedule {
 impl Schedule {
     pub fn new(store: Arc<dyn Store>, audit: AuditLog, settings: WindowSettings, links: Arc<LinkKeys>) -> Self {
         let (changes, _) = broadcast::channel(256);
-        Self { store, audit, settings, changes, links, throttle: Arc::new(DoorThrottle::new(DoorLimit::JOIN)) }
+        let throttle = Arc::new(DoorThrottle::new(DoorLimit::JOIN, SummaryRecord::ACCESS_LIMITED));
+        let refusals = Arc::new(DoorThrottle::new(DoorLimit::JOIN, SummaryRecord::REPEATED_REFUSALS));
+        Self { store, audit, settings, changes, links, throttle, refusals }
     }
 
-    /// The same service with `limit` on join attempts per source address instead of the default.
+    /// The same service with `limit` on join attempts per source address instead of the
+    /// default, and the same share of records of other refused requests.
     pub fn with_join_limit(mut self, limit: DoorLimit) -> Self {
-        self.throttle = Arc::new(DoorThrottle::new(limit));
+        self.throttle = Arc::new(DoorThrottle::new(limit, SummaryRecord::ACCESS_LIMITED));
+        self.refusals = Arc::new(DoorThrottle::new(limit, SummaryRecord::REPEATED_REFUSALS));
         self
     }
 

@@ -1,10 +1,9 @@
 //! The join door's use of the per-address limit (`auth::door_throttle`): every join attempt
-//! spends from an address's bucket, and so does every refused request that anyone can send
-//! (a credential refused at the kiosk's lookup or the device checks, a staff or audit API
-//! request without a valid session or token, signalling from another site's page). The
-//! lookups are made all day by valid credentials (every kiosk of a ward behind one address
-//! polls every 5 s), so only a refusal spends there: counting every lookup would turn a ward's
-//! own kiosks away.
+//! spends from an address's bucket, and so does every credential refused at a lookup that
+//! valid credentials make all day (every kiosk of a ward behind one address polls every 5 s,
+//! so only a refusal spends there: counting every lookup would turn a ward's own kiosks away).
+//! Other refused requests that anyone can send have a bucket of their own, which limits only
+//! how many of them are recorded one by one.
 use std::net::IpAddr;
 
 use jiff::Timestamp;
@@ -72,20 +71,21 @@ impl Schedule {
         self.refuse(caller, kind, reason, object)
     }
 
-    /// Records `refusal`, made at a door where only refusals spend from the address's
-    /// allowance: a staff request without a valid session, token or CSRF token, or signalling
-    /// opened from another site's page. While the address has some left, the refusal is
-    /// recorded and answered on its merits (`Ok`); beyond that it becomes the same
-    /// `rate_limited` as at every other door, recorded at once or in the address's next
-    /// summary, so that a flood of bad requests cannot flood the audit log.
+    /// Records `refusal`, a request refused where anyone may ask: a staff request without a
+    /// valid session, token or CSRF token, signalling opened from another site's page, or a
+    /// connection cut off before its join. Each address has a share of records of their own
+    /// (the join limit's numbers, in a bucket of its own); beyond it the refusals are counted
+    /// into the address's summary instead, so that a flood of bad requests cannot flood the
+    /// audit log. The answer is the same either way: these checks are cheap, and refusing
+    /// more would let any web page that the people behind an address open shut them out.
     pub fn refuse_request(&self, ip: Option<IpAddr>, refusal: Event, now: Timestamp) -> Result<(), ScheduleError> {
-        if let Some(ip) = ip
-            && let Verdict::Refused { record, retry_after } = self.throttle.attempt(ip, now)
-            && let Some(limited) = self.rate_limited(ip, record, retry_after, now)
-        {
-            return Err(limited);
+        let record = match ip.map(|ip| self.refusals.attempt(ip, now)) {
+            None | Some(Verdict::Allowed) => true,
+            Some(Verdict::Refused { record, .. }) => record,
+        };
+        if record {
+            self.audit.append_blocking(refusal)?;
         }
-        self.audit.append_blocking(refusal)?;
         Ok(())
     }
 
@@ -114,9 +114,11 @@ impl Schedule {
         })
     }
 
-    /// Records the summaries of join-door refusals for their address's limit every second
-    /// until `stop`, then all that are left.
+    /// Records the summaries of the join door's refusals, and of refused requests beyond their
+    /// address's share of records, every second until `stop`, then all that are left.
     pub async fn run_door_summaries(self, clock: Clock, stop: CancellationToken) {
-        self.throttle.clone().run_summaries(self.audit.clone(), EventKind::AccessDenied, clock, stop).await;
+        let refusals = self.refusals.clone().run_summaries(self.audit.clone(), clock.clone(), stop.clone());
+        let attempts = self.throttle.clone().run_summaries(self.audit.clone(), clock, stop);
+        tokio::join!(attempts, refusals);
     }
 }

@@ -550,10 +550,9 @@ impl Live {
         let Some(inviter) = self.member_by_conn(conn) else { return };
         let caller = inviter.caller();
         let not_found = "There is no guest with that id on this booking.";
-        let Ok(guest) = guest.parse::<uuid::Uuid>() else {
-            self.send_error(conn, "not_found", not_found);
-            return;
-        };
+        // An id of the wrong form is no guest's, but the policy is asked first all the same,
+        // so that whoever may not invite is refused, and recorded, whatever they sent.
+        let guest = guest.parse::<uuid::Uuid>().unwrap_or_default();
         let (schedule, appointment, now) = (self.shared.schedule.clone(), self.appointment, self.now());
         let invited =
             tokio::task::spawn_blocking(move || schedule.invite_guest(&caller, appointment, ParticipantId(guest), now))
@@ -570,6 +569,7 @@ impl Live {
             }
             Ok(Err(ScheduleError::Denied(reason))) => self.send_error(conn, reason.code(), reason.message()),
             Ok(Err(ScheduleError::NotFound(_))) => self.send_error(conn, "not_found", not_found),
+            Ok(Err(ScheduleError::Conflict(message))) => self.send_error(conn, "guest_link_revoked", &message),
             Ok(Err(ScheduleError::Audit(_))) => self.send_error(conn, "audit_unavailable", AUDIT_UNAVAILABLE),
             _ => self.send_error(conn, "unavailable", "The link could not be made just now. Try again."),
         }

@@ -609,6 +609,7 @@ fn an_auditor_finds_exports_and_verifies_the_records_and_every_refusal_reads_as_
         "not_joined",
         "already_joined",
         "not_found",
+        "guest_link_revoked",
     ]);
     let sentences = other.run_async(
         "const done = arguments[arguments.length - 1];

@@ -139,6 +139,15 @@ impl Desk {
         limited[1]["record"].clone()
     }
 
+    /// Moves the clock past the summary interval and waits for the summary of the refused
+    /// requests that went beyond their address's share of records: its record.
+    pub fn repeated_refusals_summary(&self) -> Value {
+        self.gw.set_clock_offset(61);
+        let summaries = self.awaited_refusals("access.denied", "repeated_refusals", 1);
+        assert_eq!(summaries.len(), 1, "one summary per address per minute: {summaries:#?}");
+        summaries[0]["record"].clone()
+    }
+
     /// [`Self::refusals`] once there are at least `count` of them, for records written as
     /// something ends rather than before an answer.
     pub fn awaited_refusals(&self, kind: &str, reason: &str, count: usize) -> Vec<Value> {
@@ -201,6 +210,22 @@ fn failed_sign_ins_are_limited_per_address_and_their_refusals_summarised_in_the_
     // Once the wait is over, the right password is let through again.
     gw.set_clock_offset(i64::try_from(wait).unwrap());
     gw.sign_in("sched", PASSWORD, None);
+}
+
+#[test]
+fn sign_ins_sent_at_once_cannot_all_pass_on_the_addresss_last_failures() {
+    let desk = Desk::with_settings(&["--sign-in-burst", "3", "--sign-in-refill", "1h"]);
+    let body = json!({ "username": "nobody", "password": PASSWORD });
+    // Twelve guesses at once, while each one's password check is still running.
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let guesses: Vec<_> = (0..12)
+            .map(|_| scope.spawn(|| desk.gw.request("POST", "/api/v1/session", &[], Some(&body)).status))
+            .collect();
+        guesses.into_iter().map(|g| g.join().unwrap()).collect()
+    });
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((checked, limited), (3, 9), "{statuses:?}");
 }
 
 #[test]

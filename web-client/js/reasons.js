@@ -40,6 +40,7 @@ const SENTENCES = {
   not_joined: 'The page is not connected to the consultation yet. Reload the page.',
   already_joined: 'This page is already in the consultation.',
   not_found: 'There is no such consultation.',
+  guest_link_revoked: "The booking team withdrew this guest's link. Ask them to issue a new one.",
 };
 
 /** Every code the pages can put into words. */
