@@ -748,6 +748,12 @@ fn a_guest_invited_from_the_call_page_waits_until_admitted_and_the_clinicians_en
     let guest_url = clinician.run("return document.querySelector('#waiting-room .invite input').value;");
     let guest_url = guest_url.as_str().unwrap().to_owned();
     assert!(guest_url.starts_with(&format!("{}/join/", base(&desk))), "{guest_url}");
+    // A dropped connection comes back by itself, and the link stays on the page.
+    clinician.run("window.gatehouseCall.ws.close(); return null;");
+    clinician.wait_text("#banner", "Reconnecting", WAIT);
+    clinician.wait_for("the reconnection", "return document.getElementById('banner').hidden;", WAIT);
+    let still_shown = clinician.run("return document.querySelector('#waiting-room .invite input')?.value ?? null;");
+    assert_eq!(still_shown.as_str(), Some(guest_url.as_str()), "the link was lost on reconnecting");
 
     // The interpreter waits, sees no one, and is told so.
     let guest = driver.browser();

@@ -24,6 +24,7 @@ const page = {
   quality: null,
   stopMeter: null,
   reconnectTimer: null,
+  guestsShown: null,
 };
 // Reachable from the browser console (and the end-to-end tests) for diagnostics: getStats().
 window.gatehouseCall = page.call;
@@ -203,6 +204,10 @@ call.addEventListener('joined', (e) => {
 // A clinician may invite the guests the booking lists (an interpreter, a colleague): the
 // gateway gives this page the guest's link to pass on, by whatever means the hospital uses.
 function showGuests(guests) {
+  // A reconnect says `joined` again: a link already shown stays on the page.
+  const shown = JSON.stringify(guests);
+  if (page.guestsShown === shown) return;
+  page.guestsShown = shown;
   for (const list of document.querySelectorAll('.invite-list')) {
     list.hidden = guests.length === 0;
     const heading = document.createElement('h3');
