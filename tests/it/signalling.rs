@@ -495,6 +495,7 @@ fn a_clinician_invites_a_listed_guest_who_joins_with_the_link_and_waits_to_be_ad
     assert_eq!(issued.len(), 2, "{issued:#?}");
     assert!(issued.iter().all(|r| r["ip"] == CLINICIAN_IP.to_string()), "{issued:#?}");
     assert!(!format!("{issued:?}").contains(&token), "a link reached the audit log");
+    assert!(!desk.gw.log.lock().unwrap().join("\n").contains(&token), "a link reached the gateway's log");
 
     // A link the booking team withdrew stays withdrawn: only they may issue another.
     let links = desk.gw.staff_request(&desk.scheduler, "GET", &format!("/api/v1/appointments/{id}/links"), None);
