@@ -8,12 +8,15 @@ use std::process::ExitCode;
 use crate::audit::{self, Actor, AuditLog, Details, Event, EventKind, VerifyError, export::Format};
 use crate::auth::Caller;
 use crate::auth::api_token;
+use crate::auth::links::LinkKeys;
 use crate::auth::staff::{NewStaff, StaffAccounts};
 use crate::config::{
-    AuditCommand, AuditExportArgs, AuditTokenArgs, AuditVerifyArgs, KeysCommand, StaffAddArgs, StaffCommand,
+    AppointmentListArgs, AppointmentsCommand, AuditCommand, AuditExportArgs, AuditTokenArgs, AuditVerifyArgs,
+    KeysCommand, RoomAddArgs, RoomsCommand, StaffAddArgs, StaffCommand,
 };
 use crate::domain::StaffRole;
-use crate::store::{AuditQuery, SqliteStore, Store};
+use crate::schedule::{Schedule, WindowSettings};
+use crate::store::{AppointmentFilter, AuditQuery, SqliteStore, Store};
 
 pub fn audit(command: AuditCommand) -> ExitCode {
     let result = match command {
@@ -233,4 +236,85 @@ pub fn keys(command: KeysCommand) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&format!("{e:#}")),
     }
+}
+
+/// Runs `job` with the schedule over the data folder, as the operator at the console.
+fn with_schedule(data_dir: &Path, job: impl FnOnce(&Schedule, &AuditLog) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let store = std::sync::Arc::new(open_existing(data_dir)?);
+    let log = AuditLog::open(store.database_path(), data_dir)?;
+    let links = std::sync::Arc::new(LinkKeys::load(data_dir)?);
+    // Window settings matter only to joining, which the console never does.
+    let schedule = Schedule::new(store, log.clone(), WindowSettings::default(), links);
+    job(&schedule, &log)
+}
+
+pub fn rooms(command: RoomsCommand) -> ExitCode {
+    let result = match command {
+        RoomsCommand::Add(args) => room_add(&args),
+        RoomsCommand::List(args) => with_schedule(&args.data_dir, |schedule, _| {
+            for room in schedule.rooms(&operator(), jiff::Timestamp::now())? {
+                let device = if room.device_active { "device" } else { "no-device" };
+                println!("{}\t{}\t{}\t{}\t{device}", room.id, room.site, room.name, room.timezone);
+            }
+            Ok(())
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("{e:#}")),
+    }
+}
+
+fn room_add(args: &RoomAddArgs) -> anyhow::Result<()> {
+    with_schedule(&args.data.data_dir, |schedule, log| {
+        let now = jiff::Timestamp::now();
+        let (room, credential) = schedule.enrol_room(&operator(), &args.site, &args.name, &args.time_zone, now)?;
+        log.checkpoint_blocking()?;
+        eprintln!("Enrolled {} at {} ({}).", room.name, room.site, room.id);
+        println!("{credential}");
+        eprintln!("That is the room's device credential, shown this once: type it into the room's kiosk page.");
+        Ok(())
+    })
+}
+
+pub fn appointments(command: AppointmentsCommand) -> ExitCode {
+    let AppointmentsCommand::List(args) = command;
+    match appointment_list(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("{e:#}")),
+    }
+}
+
+fn appointment_list(args: &AppointmentListArgs) -> anyhow::Result<()> {
+    let time = |flag: &str, value: &Option<String>| -> anyhow::Result<Option<jiff::Timestamp>> {
+        value
+            .as_deref()
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| anyhow::anyhow!("{flag} {v:?} is not an RFC 3339 time such as 2026-11-25T09:00:00Z"))
+            })
+            .transpose()
+    };
+    let room = args
+        .room
+        .as_deref()
+        .map(|id| id.parse().map(crate::domain::RoomId).map_err(|_| anyhow::anyhow!("--room {id:?} is not a room id")))
+        .transpose()?;
+    let filter = AppointmentFilter {
+        room,
+        from: time("--from", &args.from)?,
+        to: time("--to", &args.to)?,
+        status: None,
+        // All of them: more than a gateway books in years.
+        limit: 1_000_000,
+    };
+    with_schedule(&args.data.data_dir, |schedule, _| {
+        let now = jiff::Timestamp::now();
+        for view in schedule.list(&operator(), &filter, now)? {
+            let a = &view.appointment;
+            let status = view.effective_status(now);
+            println!("{}\t{}\t{}\t{}\t{status}\t{}", a.id, a.start, a.end, view.room.name, a.clinician_name);
+        }
+        Ok(())
+    })
 }

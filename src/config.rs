@@ -42,6 +42,57 @@ pub enum Command {
     /// Manage the join-link signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Enrol and list the prison rooms.
+    #[command(subcommand)]
+    Rooms(RoomsCommand),
+    /// List booked appointments.
+    #[command(subcommand)]
+    Appointments(AppointmentsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoomsCommand {
+    /// Enrol a room and print its device credential, shown this once: type it into the room's
+    /// kiosk page. The gateway may be running.
+    Add(RoomAddArgs),
+    /// List rooms: id, site, name, time zone and whether a device credential is active.
+    List(DataDirArg),
+}
+
+#[derive(Debug, Args)]
+pub struct RoomAddArgs {
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// The prison (or other site) the room is in, e.g. "HMP Example".
+    #[arg(long)]
+    pub site: String,
+    /// The room's name, as participants see it.
+    #[arg(long)]
+    pub name: String,
+    /// The room's IANA time zone, e.g. Europe/London.
+    #[arg(long, value_name = "ZONE")]
+    pub time_zone: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppointmentsCommand {
+    /// List appointments by start time: id, start, end (UTC), room, status now and clinician.
+    List(AppointmentListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AppointmentListArgs {
+    #[command(flatten)]
+    pub data: DataDirArg,
+    /// Only this room's (its id, from `gatehouse rooms list`).
+    #[arg(long, value_name = "ROOM_ID")]
+    pub room: Option<String>,
+    /// Only those ending after this time (RFC 3339, e.g. 2026-11-25T00:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Only those starting before this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -49,6 +49,8 @@ fn main() -> ExitCode {
         Command::Audit(command) => commands::audit(command),
         Command::Staff(command) => commands::staff(command),
         Command::Keys(command) => commands::keys(command),
+        Command::Rooms(command) => commands::rooms(command),
+        Command::Appointments(command) => commands::appointments(command),
     }
 }
 

@@ -37,6 +37,11 @@ impl Caller {
         Self { principal: Principal::Anonymous, ip: None, console: true }
     }
 
+    /// Whether this is the operator at the gateway's console.
+    pub fn is_console(&self) -> bool {
+        self.console
+    }
+
     /// The audit log's view of this caller.
     pub fn actor(&self) -> Actor {
         if self.console {

@@ -636,6 +636,77 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 #[test]
+fn rooms_are_enrolled_and_appointments_listed_from_the_cli_while_the_gateway_runs() {
+    let desk = Desk::new();
+    let gw = &desk.gw;
+    let data = gw.dir.join("data");
+    let data = data.to_str().unwrap();
+    let cli = |args: &[&str]| crate::support::run_cli(&[args, &["--data-dir", data]].concat(), &[]);
+
+    // Enrolling prints the device credential once, on standard output alone.
+    let (code, credential, told) =
+        cli(&["rooms", "add", "--site", "HMP Test", "--name", "Room 9", "--time-zone", "Europe/London"]);
+    assert_eq!(code, 0, "{told}");
+    let credential = credential.trim().to_owned();
+    assert!(credential.starts_with("ghr_"), "{credential}");
+    assert!(told.contains("Enrolled Room 9 at HMP Test") && told.contains("shown this once"), "{told}");
+    let (code, listed, _) = cli(&["rooms", "list"]);
+    assert_eq!(code, 0);
+    let line = listed.lines().find(|l| l.contains("\tRoom 9\t")).unwrap_or_else(|| panic!("{listed}"));
+    let fields: Vec<&str> = line.split('\t').collect();
+    assert_eq!(fields[1..], ["HMP Test", "Room 9", "Europe/London", "device"], "{line}");
+    let room_id = fields[0].to_owned();
+
+    // The running gateway knows the room at once: book it, and its kiosk is let in.
+    let now = jiff::Timestamp::now();
+    let at = |m: i64| (now + jiff::SignedDuration::from_mins(m)).to_string();
+    let booking = json!({
+        "room_id": room_id,
+        "start": at(-5),
+        "end": at(25),
+        "clinician": { "name": "Dr Cli", "email": "dr.cli@hospital.example" },
+        "patient_pseudonym": "PT-0099",
+        "escort_name": "Officer Cli",
+    });
+    let booked = gw.staff_request(&desk.scheduler, "POST", "/api/v1/appointments", Some(booking));
+    assert_eq!(booked.status, 201, "{}", booked.body);
+    let appointment = booked.json();
+    assert_eq!(desk.join_room(&credential).status, 200);
+
+    // Listed by room, with its status now; the patient's pseudonym is not printed.
+    let (code, listed, told) = cli(&["appointments", "list", "--room", &room_id]);
+    assert_eq!(code, 0, "{told}");
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    let fields: Vec<&str> = listed.trim_end().split('\t').collect();
+    assert_eq!(fields[0], appointment["id"].as_str().unwrap(), "{listed}");
+    assert_eq!(fields[3..], ["Room 9", "open", "Dr Cli"], "{listed}");
+    assert!(!listed.contains("PT-0099"), "{listed}");
+    let (_, later, _) = cli(&["appointments", "list", "--room", &room_id, "--from", &at(60)]);
+    assert!(later.is_empty(), "{later}");
+
+    // Bad input is refused with a sentence, and changes nothing.
+    let (code, _, told) =
+        cli(&["rooms", "add", "--site", "HMP Test", "--name", "Room X", "--time-zone", "Mars/Olympus"]);
+    assert_ne!(code, 0);
+    assert!(told.contains("IANA time zone"), "{told}");
+    let (code, _, told) = cli(&["appointments", "list", "--from", "yesterday"]);
+    assert_ne!(code, 0);
+    assert!(told.contains("RFC 3339"), "{told}");
+    let (code, _, told) = cli(&["appointments", "list", "--room", "room-9"]);
+    assert_ne!(code, 0);
+    assert!(told.contains("not a room id"), "{told}");
+    assert!(!cli(&["rooms", "list"]).1.contains("Room X"));
+
+    // The enrolment is on record as the operator's.
+    let page = gw.staff_request(&desk.security, "GET", "/api/v1/audit/records?kind=room.enrolled&limit=100", None);
+    let enrolled = page.json()["records"].as_array().unwrap().clone();
+    assert!(
+        enrolled.iter().any(|r| r["record"]["actor"]["type"] == "operator" && r["record"]["object"]["room"] == room_id),
+        "{enrolled:#?}"
+    );
+}
+
+#[test]
 fn staff_accounts_are_managed_from_the_cli() {
     let desk = Desk::new();
     let gw = &desk.gw;
