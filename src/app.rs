@@ -71,6 +71,7 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> a
 
     let mut registered = None;
     let metrics = Metrics::build(|registry| {
+        audit.register_metrics(registry);
         registered = Some((Arc::new(HttpMetrics::register(registry)), PortMetrics::register(registry)));
     });
     let (http_metrics, port_metrics) = registered.context("HTTP metrics were not registered")?;

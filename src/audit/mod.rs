@@ -4,6 +4,7 @@
 
 mod canonical;
 pub mod checkpoint;
+mod counts;
 pub mod export;
 pub mod keys;
 pub mod merkle;
@@ -55,6 +56,8 @@ pub enum AuditError {
 pub struct AuditLog {
     commands: mpsc::Sender<Command>,
     healthy: Arc<AtomicBool>,
+    /// What the writer has committed, for the metrics.
+    counts: counts::RecordCounts,
     db_path: PathBuf,
     keys: KeyRing,
 }
@@ -79,12 +82,18 @@ impl AuditLog {
         }
         let healthy = Arc::new(AtomicBool::new(true));
         let (commands, receiver) = mpsc::channel();
-        let writer = Writer { store, signer, tree, healthy: healthy.clone() };
+        let counts = counts::RecordCounts::default();
+        let writer = Writer { store, signer, tree, healthy: healthy.clone(), counts: counts.clone() };
         std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || writer.run(receiver))
             .map_err(|e| AuditError::Corrupt(format!("cannot start the audit writer: {e}")))?;
-        Ok(Self { commands, healthy, db_path: db_path.to_owned(), keys })
+        Ok(Self { commands, healthy, counts, db_path: db_path.to_owned(), keys })
+    }
+
+    /// Adds the count of committed records to the gateway's metrics.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.counts.register(registry);
     }
 
     /// False while appends fail: no audit, no session.

@@ -38,6 +38,7 @@ pub(super) struct Writer<S: AuditStore> {
     pub tree: TreeBuilder,
     /// Cleared while appends fail, so readiness (and with it new sessions) stops.
     pub healthy: Arc<AtomicBool>,
+    pub counts: super::counts::RecordCounts,
 }
 
 /// Whether a batch was written or the in-memory tree was behind the store.
@@ -85,6 +86,7 @@ impl<S: AuditStore> Writer<S> {
         match result {
             Ok(Written::Done { first_seq, checkpoint }) => {
                 self.healthy.store(true, Ordering::Release);
+                self.counts.count(&events);
                 for (i, ack) in event_acks.into_iter().enumerate() {
                     let _ = ack.send(Ok(first_seq + i as u64));
                 }

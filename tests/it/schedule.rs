@@ -210,6 +210,14 @@ fn failed_sign_ins_are_limited_per_address_and_their_refusals_summarised_in_the_
     // Once the wait is over, the right password is let through again.
     gw.set_clock_offset(i64::try_from(wait).unwrap());
     gw.sign_in("sched", PASSWORD, None);
+    // The operators' metrics count the same records, by kind, outcome and reason.
+    let metrics = gw.admin_get("/metrics").body;
+    for (reason, count) in [("not_authenticated", 3), ("rate_limited", 2)] {
+        let series = format!(
+            r#"gatehouse_audit_records_total{{kind="staff.sign_in_failed",outcome="refused",reason="{reason}"}} {count}"#
+        );
+        assert!(metrics.lines().any(|l| l == series), "no {series} in:\n{metrics}");
+    }
 }
 
 #[test]
