@@ -70,8 +70,10 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> a
     let admin_addr = admin_tcp.local_addr()?;
 
     let mut registered = None;
+    let session_gauges = crate::session::SessionGauges::default();
     let metrics = Metrics::build(|registry| {
         audit.register_metrics(registry);
+        session_gauges.register(registry);
         registered = Some((Arc::new(HttpMetrics::register(registry)), PortMetrics::register(registry)));
     });
     let (http_metrics, port_metrics) = registered.context("HTTP metrics were not registered")?;
@@ -135,7 +137,8 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> a
     let media_addr = sfu.local_addr();
     let media_tcp_addr = sfu.local_tcp_addr();
     let sessions_stop = CancellationToken::new();
-    let sessions = Sessions::start(schedule.clone(), sfu, sfu_events, clock.clone(), sessions_stop.clone());
+    let sessions =
+        Sessions::start(schedule.clone(), sfu, sfu_events, clock.clone(), sessions_stop.clone(), session_gauges);
     let door_summaries_stop = CancellationToken::new();
     let door_summaries = [
         tokio::spawn(schedule.clone().run_door_summaries(clock.clone(), door_summaries_stop.clone())),

@@ -130,6 +130,8 @@ struct Conn {
     /// The media core's latest figures for this connection's media and when they came, so
     /// that figures which stopped coming read as unknown rather than as the last good ones.
     quality: Option<(Timestamp, LinkQuality)>,
+    /// Counts this connection in the gauges while it lasts.
+    _counted: super::gauges::Held,
 }
 
 struct Member {
@@ -185,11 +187,14 @@ pub(super) struct Live {
     warned_five: bool,
     warned_end: bool,
     history: Vec<(Timestamp, String)>,
+    /// Counts this session in the gauges while its actor runs.
+    _counted: super::gauges::Held,
 }
 
 impl Live {
     pub(super) fn new(shared: std::sync::Arc<Shared>, admission: &Admission, media_session: SessionKey) -> Self {
         let now = (shared.clock)();
+        let counted = shared.gauges.session();
         Self {
             shared,
             appointment: admission.view.appointment.id,
@@ -202,6 +207,7 @@ impl Live {
             warned_five: false,
             warned_end: false,
             history: Vec::new(),
+            _counted: counted,
         }
     }
 
@@ -407,6 +413,7 @@ impl Live {
             ip,
             gateway_ip,
             quality: None,
+            _counted: self.shared.gauges.connection(),
         };
         let conn_id = conn.id;
         let index = match existing {

@@ -4,6 +4,7 @@
 //! knows nothing of HTTP, JSON or WebSockets.
 
 pub mod event;
+mod gauges;
 mod live;
 pub mod quality;
 #[cfg(test)]
@@ -17,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 pub use event::{EndReason, PeerView, SessionEvent, Warning};
+pub use gauges::SessionGauges;
 use live::{Command, Live};
 pub use live::{MemberSummary, Summary};
 pub use quality::{Grade, Quality};
@@ -49,6 +51,7 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     /// Once cancelled, no session starts: one started during the drain would never hear of it.
     shutdown: CancellationToken,
+    gauges: SessionGauges,
 }
 
 impl Shared {
@@ -101,6 +104,7 @@ impl Sessions {
         mut sfu_events: mpsc::UnboundedReceiver<SfuEvent>,
         clock: Clock,
         shutdown: CancellationToken,
+        gauges: SessionGauges,
     ) -> Self {
         let shared = Arc::new(Shared {
             schedule: schedule.clone(),
@@ -110,6 +114,7 @@ impl Sessions {
             media: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             shutdown: shutdown.clone(),
+            gauges,
         });
         let media = shared.clone();
         tokio::spawn(async move {

@@ -45,7 +45,7 @@ async fn sessions(schedule: &Schedule) -> Sessions {
     let config = SfuConfig::new("127.0.0.1:0".parse().unwrap());
     let (sfu, _) = Sfu::start(config).await.unwrap();
     let events = sfu.events();
-    Sessions::start(schedule.clone(), sfu, events, crate::clock::system(), CancellationToken::new())
+    Sessions::start(schedule.clone(), sfu, events, crate::clock::system(), CancellationToken::new(), Default::default())
 }
 
 #[test]

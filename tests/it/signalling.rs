@@ -276,6 +276,18 @@ fn state_of<'a>(list: &'a [Value], id: &Value) -> &'a str {
     member(list, id).map(|p| p["state"].as_str().unwrap()).unwrap_or("absent")
 }
 
+/// The admin listener's live-session gauges: (consultations in progress, members connected).
+fn gauges(desk: &Desk) -> (u64, u64) {
+    let metrics = desk.gw.admin_get("/metrics").body;
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+    };
+    (value("gatehouse_live_sessions"), value("gatehouse_connected_participants"))
+}
+
 fn assert_status(response: &Response, status: u16) {
     assert_eq!(response.status, status, "{}", response.body);
 }
@@ -581,6 +593,8 @@ fn security_sees_live_sessions_as_metadata_only_and_terminates_with_a_reason_eve
     assert_status(&live, 200);
     let sessions = live.json();
     assert_eq!(sessions.as_array().unwrap().len(), 1, "{sessions}");
+    // The operators' gauges say the same.
+    assert_eq!(gauges(&desk), (1, 2));
     let session = &sessions[0];
     assert_eq!(session["id"], id);
     let mut members: Vec<(String, String, String)> = session["members"]
@@ -639,9 +653,14 @@ fn security_sees_live_sessions_as_metadata_only_and_terminates_with_a_reason_eve
         assert!(ended["message"].as_str().unwrap().contains(reason), "{ended}");
     }
     assert_eq!(get_appointment(&desk, id)["status"], "terminated");
-    // The session is over: it leaves the list, and each member's leaving is on record, with
-    // the code but not security's words.
+    // The session is over: it leaves the list and the gauges, and each member's leaving is
+    // on record, with the code but not security's words.
     assert_no_live_session(&desk);
+    let deadline = Instant::now() + WAIT;
+    while gauges(&desk) != (0, 0) {
+        assert!(Instant::now() < deadline, "the gauges still say {:?}", gauges(&desk));
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let left = desk.awaited_refusals("session.left", "terminated", 2);
     assert!(!format!("{left:?}").contains("Escort"), "{left:#?}");
 }
