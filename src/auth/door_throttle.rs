@@ -189,9 +189,7 @@ impl DoorThrottle {
             }
         }
     }
-}
 
-impl DoorThrottle {
     /// Records the summaries due now (all of them when `all`) as this limit's summary
     /// records, each with its number of attempts. Those that cannot be recorded are kept for
     /// the next try.

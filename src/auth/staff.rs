@@ -212,11 +212,7 @@ impl StaffAccounts {
         {
             // The first refusal of a run now, the rest in the address's next summary.
             if record {
-                self.audit.append_blocking(caller.refusal(
-                    EventKind::StaffSignInFailed,
-                    Reason::RateLimited,
-                    Object::default(),
-                ))?;
+                self.audit_failure(caller, None, Reason::RateLimited)?;
             }
             return Err(StaffError::AddressLimited(retry_after));
         }

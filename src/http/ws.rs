@@ -8,9 +8,8 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
-use super::api::{Api, ClientIp, ReachedIp, blocking, browser_cookie, refuse_request};
+use super::api::{Api, ClientIp, ReachedIp, browser_cookie, forbid};
 use super::error::ApiError;
-use crate::audit::EventKind;
 use crate::auth::Caller;
 use crate::auth::digest;
 use crate::auth::policy::Principal;
@@ -47,18 +46,9 @@ pub async fn upgrade(
     // Browsers send cookies with a WebSocket from any page, so a page elsewhere could act
     // with this browser's link binding: only the gateway's own pages may open one.
     if !same_origin(&headers, &uri) {
-        let api = api.clone();
-        let refused = blocking(move || {
-            let caller = Caller::new(Principal::Anonymous, Some(ip));
-            let refusal = caller.event(EventKind::AccessDenied).refused("origin_forbidden");
-            let error = ApiError::new(
-                StatusCode::FORBIDDEN,
-                "origin_forbidden",
-                "Signalling is open to the gateway's own pages only.",
-            );
-            Ok(refuse_request(&api, &caller, refusal, error))
-        });
-        return refused.await.unwrap_or_else(|e| e).into_response();
+        let caller = Caller::new(Principal::Anonymous, Some(ip));
+        let message = "Signalling is open to the gateway's own pages only.";
+        return forbid(&api, caller, "origin_forbidden", message).await.into_response();
     }
     let peer =
         Peer { ip: Some(ip), gateway_ip: Some(gateway_ip), browser: browser_cookie(&headers).map(|c| digest(&c)) };

@@ -105,8 +105,8 @@ pub async fn run(mut socket: impl Socket, peer: Peer, schedule: Schedule, sessio
         Ok(Ok(credential)) => credential,
         Ok(Err(None)) => return,
         Ok(Err(Some(cut_off))) => {
-            // Not in a session yet: a refused access from the client's address, which spends
-            // from that address's allowance like any other refused request.
+            // Not in a session yet: a refused access from the client's address, recorded like
+            // any other refused request (one by one up to the address's share, then summarised).
             let refusal =
                 Caller::new(Principal::Anonymous, peer.ip).event(EventKind::AccessDenied).refused(cut_off.code());
             let (schedule, ip, now) = (schedule.clone(), peer.ip, clock());

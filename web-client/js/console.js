@@ -3,6 +3,7 @@
 import { formatTime, formatDuration } from './clock.js';
 import { zonedWindow, instantToZoned } from './zones.js';
 import { refusalDetails } from './reasons.js';
+import { copyField } from './clipboard.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -79,16 +80,6 @@ function element(tag, props = {}, ...children) {
 
 function button(text, onclick, className = '', label) {
   return element('button', { type: 'button', className, onclick, ...(label ? { 'aria-label': label } : {}) }, text);
-}
-
-async function copy(input, statusEl) {
-  input.select();
-  try {
-    await navigator.clipboard.writeText(input.value);
-  } catch {
-    document.execCommand('copy');
-  }
-  statusEl.textContent = 'Copied.';
 }
 
 // --- Sign-in -----------------------------------------------------------------------------------
@@ -240,7 +231,7 @@ $('enrol-form').addEventListener('submit', async (event) => {
     report($('enrol-result'), error);
   }
 });
-$('credential-copy').addEventListener('click', () => copy($('credential-value'), $('credential-copied')));
+$('credential-copy').addEventListener('click', () => copyField($('credential-value'), $('credential-copied')));
 
 // --- The day view ------------------------------------------------------------------------------
 
@@ -399,7 +390,7 @@ async function revokeLink(a, link, person) {
   }
 }
 
-$('issued-copy').addEventListener('click', () => copy($('issued-url'), $('issued-copied')));
+$('issued-copy').addEventListener('click', () => copyField($('issued-url'), $('issued-copied')));
 $('appointment-close').addEventListener('click', () => $('appointment-dialog').close());
 $('appointment-dialog').addEventListener('close', () => { if (state.tab === 'day') loadDay(); });
 

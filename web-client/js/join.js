@@ -7,6 +7,7 @@ import { openMedia, listDevices, fillSelect, levelMeter, playTestSound } from '.
 import { measure, describe } from './probe.js';
 import { QualityMonitor, QUALITY_TEXT } from './quality.js';
 import { RemoteMedia } from './remote.js';
+import { copyField } from './clipboard.js';
 
 const token = decodeURIComponent(location.pathname.split('/').pop());
 const DEVICE_KEY = 'gatehouse.consultant.devices';
@@ -243,15 +244,8 @@ call.addEventListener('invited', (e) => {
     note.className = 'hint';
     note.setAttribute('role', 'status');
     note.textContent = `Send this link to ${e.detail.display_name}. It opens only in the first browser that uses it, and they wait until you let them in.`;
-    copy.addEventListener('click', async () => {
-      field.select();
-      try {
-        await navigator.clipboard.writeText(url);
-        note.textContent = `Copied. Send it to ${e.detail.display_name}; they wait until you let them in.`;
-      } catch {
-        note.textContent = 'Select the link and copy it.';
-      }
-    });
+    const copied = `Copied. Send it to ${e.detail.display_name}; they wait until you let them in.`;
+    copy.addEventListener('click', () => copyField(field, note, copied));
     item.replaceChildren(label, field, copy, note);
   }
 });

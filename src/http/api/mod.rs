@@ -167,31 +167,34 @@ impl FromRequestParts<Api> for Staff {
                 aws_lc_rs::constant_time::verify_slices_are_equal(&digest(presented), &digest(&session.csrf_token))
                     .is_ok();
             if !matches {
-                let (api, refused) = (api.clone(), caller.clone());
-                return Err(blocking(move || {
-                    let refusal = refused.event(EventKind::AccessDenied).refused("csrf_failed");
-                    let error = ApiError::new(
-                        StatusCode::FORBIDDEN,
-                        "csrf_failed",
-                        "This request did not carry the page's security token. Reload the page and try again.",
-                    );
-                    Ok(refuse_request(&api, &refused, refusal, error))
-                })
-                .await?);
+                let message = "This request did not carry the page's security token. Reload the page and try again.";
+                return Err(forbid(api, caller, "csrf_failed", message).await);
             }
         }
         Ok(Self { session, caller, token })
     }
 }
 
-/// Audits a refused request against its address's allowance (see
-/// `Schedule::refuse_request`) and returns its API error: `refused` while the address has
-/// some left, `429 rate_limited` beyond that.
-pub(crate) fn refuse_request(api: &Api, caller: &Caller, refusal: Event, refused: ApiError) -> ApiError {
+/// Audits a refused request (one by one up to its address's share of records, then in the
+/// address's summary: see `Schedule::refuse_request`) and returns `refused`, or the error
+/// that stopped it being recorded.
+fn refuse_request(api: &Api, caller: &Caller, refusal: Event, refused: ApiError) -> ApiError {
     match api.schedule.refuse_request(caller.ip, refusal, api.now()) {
         Ok(()) => refused,
         Err(e) => schedule_error(e),
     }
+}
+
+/// [`refuse_request`] as `403` with the stable `code`, recorded as `access.denied` with that
+/// code, off the async threads.
+pub(crate) async fn forbid(api: &Api, caller: Caller, code: &'static str, message: &'static str) -> ApiError {
+    let api = api.clone();
+    blocking(move || {
+        let refusal = caller.event(EventKind::AccessDenied).refused(code);
+        Ok(refuse_request(&api, &caller, refusal, ApiError::new(StatusCode::FORBIDDEN, code, message)))
+    })
+    .await
+    .unwrap_or_else(|e| e)
 }
 
 /// [`refuse_request`] for a refusal with a policy reason.
